@@ -1,0 +1,76 @@
+using System.Security.Cryptography;
+
+namespace CryptoTensors.Gpu.Crypto;
+
+/// <summary>
+/// One keyed AEAD instance (BCL <see cref="AesGcm"/> or <see cref="ChaCha20Poly1305"/>): 12-byte nonces,
+/// 16-byte tags, empty associated data as the format uses it (the primitive accepts associated data for tests).
+/// Not thread-safe: use one instance per thread. Decryption works in place (same buffer for input and output).
+/// </summary>
+public sealed class AeadCipher : IDisposable
+{
+    private readonly AesGcm? _aes;
+    private readonly ChaCha20Poly1305? _chacha;
+
+    /// <summary>Creates a cipher for <paramref name="key"/>; its length must be the algorithm's.</summary>
+    public AeadCipher(AeadAlgorithm algorithm, ReadOnlySpan<byte> key)
+    {
+        if (key.Length != algorithm.KeySize())
+            throw Errors.Create(ErrorCode.InvalidKey, $"invalid key length: expected {algorithm.KeySize()} bytes for {algorithm.CanonicalName()}, got {key.Length}");
+        Algorithm = algorithm;
+        if (algorithm == AeadAlgorithm.ChaCha20Poly1305)
+        {
+            if (!ChaCha20Poly1305.IsSupported)
+                throw Errors.Create(ErrorCode.UnsupportedAlgorithm, "ChaCha20-Poly1305 is not supported on this platform");
+            _chacha = new ChaCha20Poly1305(key);
+        }
+        else
+        {
+            _aes = new AesGcm(key, AeadAlgorithms.TagSize);
+        }
+    }
+
+    /// <summary>The algorithm.</summary>
+    public AeadAlgorithm Algorithm { get; }
+
+    /// <summary>Seals <paramref name="plaintext"/> into <paramref name="ciphertext"/> (same length) and <paramref name="tag"/>.</summary>
+    public void Encrypt(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> plaintext, Span<byte> ciphertext, Span<byte> tag,
+        ReadOnlySpan<byte> associatedData = default)
+    {
+        if (_aes is not null) _aes.Encrypt(nonce, plaintext, ciphertext, tag, associatedData);
+        else _chacha!.Encrypt(nonce, plaintext, ciphertext, tag, associatedData);
+    }
+
+    /// <summary>
+    /// Opens <paramref name="ciphertext"/> into <paramref name="plaintext"/> (may be the same buffer). Returns false
+    /// when the tag does not authenticate; <paramref name="plaintext"/> is then zeroed, never left holding
+    /// ciphertext or unauthenticated plaintext.
+    /// </summary>
+    public bool TryDecrypt(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> ciphertext, ReadOnlySpan<byte> tag, Span<byte> plaintext,
+        ReadOnlySpan<byte> associatedData = default)
+    {
+        if (nonce.Length != AeadAlgorithms.NonceSize || tag.Length != AeadAlgorithms.TagSize)
+        {
+            plaintext.Clear();
+            return false;
+        }
+        try
+        {
+            if (_aes is not null) _aes.Decrypt(nonce, ciphertext, tag, plaintext, associatedData);
+            else _chacha!.Decrypt(nonce, ciphertext, tag, plaintext, associatedData);
+            return true;
+        }
+        catch (AuthenticationTagMismatchException)
+        {
+            plaintext.Clear();
+            return false;
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _aes?.Dispose();
+        _chacha?.Dispose();
+    }
+}

@@ -1,0 +1,57 @@
+using System.Buffers;
+
+namespace CryptoTensors.Gpu.Crypto;
+
+/// <summary>
+/// Base64 as the reference reads and writes it (FORMAT.md §2.6): standard alphabet, <c>=</c> padding, canonical
+/// (zero trailing bits), no whitespace. <see cref="Convert.FromBase64String(string)"/> alone is more lenient
+/// (it skips whitespace), so decoded values are re-encoded and compared.
+/// </summary>
+internal static class Base64Strict
+{
+    public static string Encode(ReadOnlySpan<byte> data) => Convert.ToBase64String(data);
+
+    /// <summary>Decodes canonical standard base64; false for anything the reference's decoder rejects.</summary>
+    public static bool TryDecode(string text, out byte[] bytes)
+    {
+        bytes = [];
+        if (text.Length % 4 != 0) return false;
+        foreach (var c in text)
+        {
+            if (c is not ((>= 'A' and <= 'Z') or (>= 'a' and <= 'z') or (>= '0' and <= '9') or '+' or '/' or '=')) return false;
+        }
+        byte[] decoded;
+        try { decoded = Convert.FromBase64String(text); }
+        catch (FormatException) { return false; }
+        if (!string.Equals(Convert.ToBase64String(decoded), text, StringComparison.Ordinal)) return false;
+        bytes = decoded;
+        return true;
+    }
+
+    /// <summary>
+    /// Decodes key material leniently (standard or URL alphabet, padded or not: RFC 7517 JWKs use base64url
+    /// without padding) straight into <paramref name="destination"/>; returns the byte count or -1.
+    /// The temporary character copy is cleared before returning.
+    /// </summary>
+    public static int DecodeLenient(ReadOnlySpan<char> text, Span<byte> destination)
+    {
+        var padded = (text.Length + 3) / 4 * 4;
+        var chars = ArrayPool<char>.Shared.Rent(Math.Max(padded, 4));
+        try
+        {
+            for (var i = 0; i < text.Length; i++)
+            {
+                chars[i] = text[i] switch { '-' => '+', '_' => '/', var c => c };
+                if (char.IsWhiteSpace(chars[i])) return -1;
+            }
+            var n = text.Length;
+            while (n % 4 != 0) chars[n++] = '=';
+            return Convert.TryFromBase64Chars(chars.AsSpan(0, n), destination, out var written) ? written : -1;
+        }
+        finally
+        {
+            chars.AsSpan().Clear();
+            ArrayPool<char>.Shared.Return(chars);
+        }
+    }
+}

@@ -1,0 +1,257 @@
+using System.Text.Json;
+using CryptoTensors.Gpu.Format;
+
+namespace CryptoTensors.Gpu.Crypto;
+
+/// <summary>The names of the reserved <c>__metadata__</c> fields (FORMAT.md §2).</summary>
+public static class ReservedFields
+{
+    /// <summary>Key descriptors, version and chunk size.</summary>
+    public const string CryptoKeys = "__crypto_keys__";
+    /// <summary>Per-tensor wrapped data keys, nonces and tags.</summary>
+    public const string Encryption = "__encryption__";
+    /// <summary>The access policy.</summary>
+    public const string Policy = "__policy__";
+    /// <summary>Base64 Ed25519 signature of the canonical header.</summary>
+    public const string Signature = "__signature__";
+
+    /// <summary>The four fields a writer replaces.</summary>
+    public static IReadOnlyList<string> All { get; } = [CryptoKeys, Encryption, Policy, Signature];
+
+    /// <summary>True for metadata keys the reader reports as reserved (every key starting with <c>__</c>).</summary>
+    public static bool IsReserved(string key) => key.StartsWith("__", StringComparison.Ordinal);
+}
+
+/// <summary>A key descriptor in <c>__crypto_keys__</c>: <c>kty</c>, <c>alg</c>, optional <c>kid</c>/<c>jku</c>. Never key bytes.</summary>
+public sealed record KeyDescriptor(string Kty, string Alg, string? Kid, string? Jku)
+{
+    internal void Write(CompactJsonWriter w)
+    {
+        w.StartObject();
+        w.Property("alg", Alg);
+        if (Jku is not null) w.Property("jku", Jku);
+        if (Kid is not null) w.Property("kid", Kid);
+        w.Property("kty", Kty);
+        w.EndObject();
+    }
+}
+
+/// <summary>The content of <c>__crypto_keys__</c>.</summary>
+/// <param name="Version">"1" or "2".</param>
+/// <param name="ChunkSize">The chunk size when data is chunked (v2, or any version that carries one); null = monolithic.</param>
+/// <param name="WrittenChunkSize">Whether <c>chunk_size</c> is present in the JSON.</param>
+/// <param name="Enc">The master key descriptor.</param>
+/// <param name="Sign">The signing key descriptor.</param>
+public sealed record CryptoKeysField(string Version, long? ChunkSize, bool WrittenChunkSize, KeyDescriptor Enc, KeyDescriptor Sign)
+{
+    /// <summary>The reference's default chunk size, 2 MiB.</summary>
+    public const long DefaultChunkSize = 2 * 1024 * 1024;
+
+    internal string Serialize()
+    {
+        var w = new CompactJsonWriter();
+        w.StartObject();
+        if (WrittenChunkSize) w.Property("chunk_size", (ulong)ChunkSize!.Value);
+        w.Name("enc");
+        Enc.Write(w);
+        w.Name("sign");
+        Sign.Write(w);
+        w.Property("version", Version);
+        w.EndObject();
+        return w.ToUtf8String();
+    }
+
+    internal static CryptoKeysField Parse(string json)
+    {
+        using var doc = StrictJson.Parse(json, ReservedFields.CryptoKeys);
+        var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object) throw Bad("must be a JSON object");
+        if (!root.TryGetProperty("version", out var v) || v.ValueKind != JsonValueKind.String)
+            throw Errors.Create(ErrorCode.MissingVersion, "version field is missing or not a string", field: ReservedFields.CryptoKeys);
+        var version = v.GetString()!;
+        if (version is not ("1" or "2"))
+            throw Errors.Create(ErrorCode.UnsupportedVersion, $"unsupported version '{version}'", field: ReservedFields.CryptoKeys);
+        long? chunk = null;
+        var written = false;
+        if (root.TryGetProperty("chunk_size", out var c))
+        {
+            if (c.ValueKind != JsonValueKind.Number || !c.TryGetUInt64(out var cs) || !IsPlainInteger(c.GetRawText()))
+                throw Errors.Create(ErrorCode.InvalidChunkSize, "chunk_size must be an unsigned integer", field: ReservedFields.CryptoKeys);
+            if (cs == 0) throw Errors.Create(ErrorCode.InvalidChunkSize, "chunk_size must not be zero", field: ReservedFields.CryptoKeys);
+            if (cs > int.MaxValue) throw Errors.Create(ErrorCode.InvalidChunkSize, $"chunk_size {cs} exceeds the supported maximum {int.MaxValue}", field: ReservedFields.CryptoKeys);
+            chunk = (long)cs;
+            written = true;
+        }
+        else if (version == "2") chunk = DefaultChunkSize;
+        var enc = ParseDescriptor(root, "enc", "oct");
+        var sign = ParseDescriptor(root, "sign", "okp");
+        return new CryptoKeysField(version, chunk, written, enc, sign);
+    }
+
+    private static bool IsPlainInteger(string raw) => raw.All(char.IsAsciiDigit);
+
+    private static KeyDescriptor ParseDescriptor(JsonElement root, string name, string kty)
+    {
+        if (!root.TryGetProperty(name, out var e) || e.ValueKind != JsonValueKind.Object)
+            throw Bad($"'{name}' key descriptor is missing or not an object");
+        foreach (var secret in new[] { "k", "x", "d" })
+        {
+            if (e.TryGetProperty(secret, out _))
+                throw Errors.Create(ErrorCode.KeyInHeader, $"the header's '{name}' key descriptor carries key material '{secret}'; keys never come from the header", field: ReservedFields.CryptoKeys);
+        }
+        var k = Str(e, "kty", name);
+        if (k != kty) throw Bad($"'{name}.kty' must be '{kty}', not '{k}'");
+        var alg = Str(e, "alg", name);
+        if (string.IsNullOrEmpty(alg)) throw Bad($"'{name}.alg' is missing or empty");
+        var ok = kty == "oct" ? AeadAlgorithms.TryParse(alg, out _) : string.Equals(alg, "ed25519", StringComparison.OrdinalIgnoreCase);
+        if (!ok) throw Errors.Create(ErrorCode.UnsupportedAlgorithm, $"'{name}.alg' '{alg}' is not a supported algorithm", field: ReservedFields.CryptoKeys);
+        return new KeyDescriptor(kty, alg!, OptStr(e, "kid", name), OptStr(e, "jku", name));
+    }
+
+    private static string? Str(JsonElement e, string field, string owner)
+        => e.TryGetProperty(field, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : throw Bad($"'{owner}.{field}' is missing or not a string");
+
+    private static string? OptStr(JsonElement e, string field, string owner)
+    {
+        if (!e.TryGetProperty(field, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        return v.ValueKind == JsonValueKind.String ? v.GetString() : throw Bad($"'{owner}.{field}' must be a string");
+    }
+
+    private static CryptoTensorsException Bad(string message)
+        => Errors.Create(ErrorCode.InvalidCryptoField, message, field: ReservedFields.CryptoKeys);
+}
+
+/// <summary>One tensor's entry of <c>__encryption__</c>. v1 fills <see cref="Iv"/>/<see cref="Tag"/>, v2 <see cref="BaseIv"/>/<see cref="Tags"/>.</summary>
+internal sealed class EncryptionEntry
+{
+    public required byte[] WrappedKey { get; init; }
+    public required byte[] KeyIv { get; init; }
+    public required byte[] KeyTag { get; init; }
+    public byte[] Iv { get; init; } = [];
+    public byte[] Tag { get; init; } = [];
+    public byte[] BaseIv { get; init; } = [];
+    public byte[] Tags { get; init; } = [];
+
+    internal void Write(CompactJsonWriter w, bool chunked)
+    {
+        w.StartObject();
+        w.Property("wrapped_key", Base64Strict.Encode(WrappedKey));
+        w.Property("key_iv", Base64Strict.Encode(KeyIv));
+        w.Property("key_tag", Base64Strict.Encode(KeyTag));
+        if (chunked)
+        {
+            w.Property("base_iv", Base64Strict.Encode(BaseIv));
+            w.Property("tags", Base64Strict.Encode(Tags));
+        }
+        else
+        {
+            w.Property("iv", Base64Strict.Encode(Iv));
+            w.Property("tag", Base64Strict.Encode(Tag));
+        }
+        w.EndObject();
+    }
+
+    internal static string Serialize(IReadOnlyDictionary<string, EncryptionEntry> entries, bool chunked)
+    {
+        var w = new CompactJsonWriter(64 + entries.Count * 160);
+        w.StartObject();
+        foreach (var name in entries.Keys.OrderBy(n => n, Utf8Order.Instance))
+        {
+            w.Name(name);
+            entries[name].Write(w, chunked);
+        }
+        w.EndObject();
+        return w.ToUtf8String();
+    }
+
+    internal static Dictionary<string, EncryptionEntry> Parse(string json)
+    {
+        using var doc = StrictJson.Parse(json, ReservedFields.Encryption);
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            throw Errors.Create(ErrorCode.InvalidCryptoField, "must be a JSON object", field: ReservedFields.Encryption);
+        var result = new Dictionary<string, EncryptionEntry>(StringComparer.Ordinal);
+        foreach (var p in doc.RootElement.EnumerateObject())
+        {
+            var e = p.Value;
+            if (e.ValueKind != JsonValueKind.Object)
+                throw Errors.Create(ErrorCode.InvalidCryptoField, "entry must be an object", tensor: p.Name, field: ReservedFields.Encryption);
+            result[p.Name] = new EncryptionEntry
+            {
+                WrappedKey = Required(e, "wrapped_key", p.Name),
+                KeyIv = Required(e, "key_iv", p.Name),
+                KeyTag = Required(e, "key_tag", p.Name),
+                Iv = Optional(e, "iv", p.Name),
+                Tag = Optional(e, "tag", p.Name),
+                BaseIv = Optional(e, "base_iv", p.Name),
+                Tags = Optional(e, "tags", p.Name),
+            };
+        }
+        return result;
+    }
+
+    private static byte[] Required(JsonElement e, string field, string tensor)
+    {
+        if (!e.TryGetProperty(field, out var v))
+            throw Errors.Create(ErrorCode.InvalidCryptoField, $"missing field `{field}`", tensor: tensor, field: field);
+        if (v.ValueKind != JsonValueKind.String || v.GetString()!.Length == 0)
+            throw Errors.Create(ErrorCode.InvalidWrappedKey, $"{field} is empty", tensor: tensor, field: field);
+        if (!Base64Strict.TryDecode(v.GetString()!, out var bytes))
+            throw Errors.Create(ErrorCode.InvalidWrappedKey, $"{field} is not valid base64", tensor: tensor, field: field);
+        return bytes;
+    }
+
+    private static byte[] Optional(JsonElement e, string field, string tensor)
+    {
+        if (!e.TryGetProperty(field, out var v) || v.ValueKind == JsonValueKind.Null) return [];
+        if (v.ValueKind != JsonValueKind.String || !Base64Strict.TryDecode(v.GetString()!, out var bytes))
+            throw Errors.Create(ErrorCode.InvalidCryptoField, $"{field} is not valid base64", tensor: tensor, field: field);
+        return bytes;
+    }
+}
+
+/// <summary>The content of <c>__policy__</c>: a local Rego policy (evaluated) and a remote one (stored, signed, not evaluated).</summary>
+public sealed record AccessPolicy(string Local, string Remote)
+{
+    /// <summary>The reference's default text for both fields: <c>package model\nallow = true</c>.</summary>
+    public const string DefaultText = "package model\nallow = true";
+
+    /// <summary>The default policy (allows).</summary>
+    public static AccessPolicy Default { get; } = new(DefaultText, DefaultText);
+
+    internal string Serialize()
+    {
+        var w = new CompactJsonWriter();
+        w.StartObject();
+        w.Property("local", Local);
+        w.Property("remote", Remote);
+        w.EndObject();
+        return w.ToUtf8String();
+    }
+
+    internal static AccessPolicy Parse(string json)
+    {
+        using var doc = StrictJson.Parse(json, ReservedFields.Policy);
+        var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object
+            || !root.TryGetProperty("local", out var l) || l.ValueKind != JsonValueKind.String
+            || !root.TryGetProperty("remote", out var r) || r.ValueKind != JsonValueKind.String)
+            throw Errors.Create(ErrorCode.InvalidCryptoField, "must be an object with string fields 'local' and 'remote'", field: ReservedFields.Policy);
+        return new AccessPolicy(l.GetString()!, r.GetString()!);
+    }
+}
+
+/// <summary>JSON parsing for reserved fields: duplicates rejected, depth bounded.</summary>
+internal static class StrictJson
+{
+    public static JsonDocument Parse(string json, string field)
+    {
+        try
+        {
+            return JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 16, AllowDuplicateProperties = false });
+        }
+        catch (JsonException e)
+        {
+            throw Errors.Create(ErrorCode.InvalidCryptoField, $"not valid JSON: {e.Message}", field: field, inner: e);
+        }
+    }
+}

@@ -1,0 +1,331 @@
+using System.Security.Cryptography;
+using CryptoTensors.Gpu.Crypto;
+using CryptoTensors.Gpu.Format;
+using CryptoTensors.Gpu.Keys;
+using CryptoTensors.Gpu.Policy;
+using Microsoft.Win32.SafeHandles;
+
+namespace CryptoTensors.Gpu.Reading;
+
+/// <summary>A tensor as the reader lists it.</summary>
+/// <param name="Name">Tensor name.</param>
+/// <param name="Dtype">Element type.</param>
+/// <param name="Shape">Shape.</param>
+/// <param name="ByteLength">Plaintext byte length.</param>
+/// <param name="IsEncrypted">Whether the tensor's bytes are encrypted (and authenticated) in this file.</param>
+public sealed record TensorDescriptor(string Name, Dtype Dtype, IReadOnlyList<ulong> Shape, long ByteLength, bool IsEncrypted);
+
+/// <summary>
+/// An open CryptoTensors (or plain safetensors) file. <see cref="Open"/> parses and validates the header, and for
+/// encrypted files resolves the keys, verifies the signature, evaluates the policy and unwraps every data key —
+/// in that order, so nothing is unwrapped or decrypted before the signature and the policy pass. Tensor bytes are
+/// read on demand, decrypted straight into the caller's buffer; nothing is cached. Any authentication failure
+/// throws <see cref="DecryptionException"/> naming the tensor and chunk, and the destination is zeroed.
+/// </summary>
+public sealed class CryptoTensorsReader : IDisposable
+{
+    private readonly SafeFileHandle _file;
+    private readonly Dictionary<string, TensorCrypto> _crypto;
+    private readonly SecretBuffer? _deks;
+    private readonly AeadAlgorithm _algorithm;
+    private bool _disposed;
+
+    private sealed record TensorCrypto(EncryptionEntry Entry, int DekOffset);
+
+    private CryptoTensorsReader(string path, SafeFileHandle file, long fileLength, SafetensorsHeader header,
+        CryptoKeysField? keys, AccessPolicy? policy, Dictionary<string, TensorCrypto> crypto, SecretBuffer? deks,
+        AeadAlgorithm algorithm, string? masterAlg)
+    {
+        Path = path;
+        _file = file;
+        FileLength = fileLength;
+        Header = header;
+        CryptoKeys = keys;
+        Policy = policy;
+        _crypto = crypto;
+        _deks = deks;
+        _algorithm = algorithm;
+        MasterKeyAlg = masterAlg;
+        Tensors = header.Tensors.Select(t => new TensorDescriptor(t.Name, t.Dtype, t.Shape, t.ByteLength, crypto.ContainsKey(t.Name))).ToArray();
+        var meta = header.Metadata ?? new Dictionary<string, string>();
+        Metadata = meta.Where(kv => !ReservedFields.IsReserved(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        ReservedMetadata = meta.Where(kv => ReservedFields.IsReserved(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+    }
+
+    /// <summary>The file path.</summary>
+    public string Path { get; }
+
+    /// <summary>The file length at open.</summary>
+    public long FileLength { get; }
+
+    /// <summary>The validated safetensors header.</summary>
+    public SafetensorsHeader Header { get; }
+
+    /// <summary>Tensors in file (offset) order.</summary>
+    public IReadOnlyList<TensorDescriptor> Tensors { get; }
+
+    /// <summary>User metadata: the <c>__metadata__</c> keys that do not start with <c>__</c>.</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <summary>Reserved metadata: the keys that start with <c>__</c> (crypto fields included).</summary>
+    public IReadOnlyDictionary<string, string> ReservedMetadata { get; }
+
+    /// <summary>True when the file has <c>__encryption__</c> (and so was signed and verified at open).</summary>
+    public bool IsEncrypted => CryptoKeys is not null;
+
+    /// <summary>The parsed <c>__crypto_keys__</c> of an encrypted file.</summary>
+    public CryptoKeysField? CryptoKeys { get; }
+
+    /// <summary>The parsed <c>__policy__</c> of an encrypted file.</summary>
+    public AccessPolicy? Policy { get; }
+
+    internal string? MasterKeyAlg { get; }
+
+    /// <summary>
+    /// Opens and authenticates a file. Throws a <see cref="CryptoTensorsException"/> subclass on any refusal.
+    /// </summary>
+    public static CryptoTensorsReader Open(string path, ReaderOptions? options = null)
+    {
+        options ??= new ReaderOptions();
+        SafeFileHandle file;
+        try { file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete); }
+        catch (FileNotFoundException) { throw; }
+        try
+        {
+            var length = RandomAccess.GetLength(file);
+            Span<byte> prefix = stackalloc byte[8];
+            var got = length >= 8 ? ReadExactly(file, prefix, 0) : 0;
+            var n = SafetensorsHeader.ReadHeaderLength(prefix[..got], length);
+            var headerBytes = new byte[n];
+            if (ReadExactly(file, headerBytes, 8) != n) throw FileChanged();
+            var header = SafetensorsHeader.Parse(headerBytes, length);
+            return Authenticate(path, file, length, header, options);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    private static CryptoTensorsReader Authenticate(string path, SafeFileHandle file, long length, SafetensorsHeader header, ReaderOptions options)
+    {
+        var meta = header.Metadata;
+        if (meta is null || !meta.ContainsKey(ReservedFields.Encryption))
+        {
+            var stray = meta?.Keys.FirstOrDefault(k => k is ReservedFields.CryptoKeys or ReservedFields.Policy or ReservedFields.Signature);
+            if (stray is not null)
+                throw Errors.Create(ErrorCode.StrippedEncryption, $"{stray} is present but __encryption__ is not: refusing a stripped (downgraded) encrypted file", field: ReservedFields.Encryption);
+            if (options.RequireEncrypted)
+                throw Errors.Create(ErrorCode.NotEncrypted, "the file is not encrypted and signed, and the caller requires it");
+            return new CryptoTensorsReader(path, file, length, header, null, null, [], null, default, null);
+        }
+
+        if (!meta.TryGetValue(ReservedFields.CryptoKeys, out var keysJson))
+            throw Errors.Create(ErrorCode.InvalidCryptoField, "missing __crypto_keys__ in an encrypted file", field: ReservedFields.CryptoKeys);
+        if (!meta.TryGetValue(ReservedFields.Signature, out var signatureText))
+            throw Errors.Create(ErrorCode.MissingSignature, "missing __signature__ in an encrypted file", field: ReservedFields.Signature);
+        if (!meta.TryGetValue(ReservedFields.Policy, out var policyJson))
+            throw Errors.Create(ErrorCode.InvalidCryptoField, "missing __policy__ in an encrypted file", field: ReservedFields.Policy);
+
+        var keys = CryptoKeysField.Parse(keysJson);
+        var registry = options.Keys ?? KeyRegistry.CreateDefault();
+        var encJku = options.FollowHeaderKeyLocations ? keys.Enc.Jku : null;
+        var signJku = options.FollowHeaderKeyLocations ? keys.Sign.Jku : null;
+
+        MasterKey? ownedMaster = null;
+        try
+        {
+            var master = options.MasterKey ?? (ownedMaster = registry.GetMasterKey(encJku, keys.Enc.Kid));
+            var verify = options.VerificationKey ?? registry.GetVerificationKey(signJku, keys.Sign.Kid);
+
+            VerifySignature(header, signatureText, verify);
+
+            var policy = AccessPolicy.Parse(policyJson);
+            PolicyGate.EnsureAllowed(policy, path, keys, options);
+
+            var entries = EncryptionEntry.Parse(meta[ReservedFields.Encryption]);
+            var (crypto, deks) = UnwrapAll(entries, header, master);
+            return new CryptoTensorsReader(path, file, length, header, keys, policy, crypto, deks, master.Algorithm, master.Alg);
+        }
+        finally
+        {
+            ownedMaster?.Dispose();
+        }
+    }
+
+    internal static byte[] SignedMessage(SafetensorsHeader header)
+    {
+        var meta = header.Metadata!.Where(kv => kv.Key != ReservedFields.Signature).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        return HeaderSerializer.Serialize(meta, header.Tensors.Select(t => new HeaderTensor(t.Name, t.Dtype, t.Shape, t.Begin, t.End)));
+    }
+
+    private static void VerifySignature(SafetensorsHeader header, string signatureText, VerificationKey key)
+    {
+        if (!Base64Strict.TryDecode(signatureText, out var signature) || signature.Length != Ed25519.SignatureSize)
+            throw Errors.Create(ErrorCode.InvalidSignatureFormat, "invalid signature format: expected padded standard base64 of 64 bytes", field: ReservedFields.Signature);
+        if (!Ed25519.Verify(key.PublicKey, SignedMessage(header), signature))
+            throw Errors.Create(ErrorCode.SignatureMismatch, "signature verification failed", field: ReservedFields.Signature);
+    }
+
+    private static (Dictionary<string, TensorCrypto>, SecretBuffer) UnwrapAll(Dictionary<string, EncryptionEntry> entries, SafetensorsHeader header, MasterKey master)
+    {
+        var keyLen = master.Algorithm.KeySize();
+        var deks = new SecretBuffer(Math.Max(1, entries.Count) * keyLen);
+        var result = new Dictionary<string, TensorCrypto>(entries.Count, StringComparer.Ordinal);
+        try
+        {
+            using var kek = new AeadCipher(master.Algorithm, master.Bytes);
+            var offset = 0;
+            foreach (var (name, e) in entries)
+            {
+                if (e.WrappedKey.Length != keyLen)
+                    throw Errors.Create(ErrorCode.KeyUnwrapFailed, $"invalid key length: wrapped data key is {e.WrappedKey.Length} bytes, {master.Alg} needs {keyLen}", tensor: name, field: "wrapped_key");
+                var dek = deks.Span.Slice(offset, keyLen);
+                if (!kek.TryDecrypt(e.KeyIv, e.WrappedKey, e.KeyTag, dek))
+                    throw Errors.Create(ErrorCode.KeyUnwrapFailed, "failed to unwrap the data key: authentication failed (wrong master key or tampered key_iv/key_tag/wrapped_key)", tensor: name, field: "wrapped_key");
+                // Entries naming no tensor are unwrapped (as the reference does) but not kept.
+                if (header.TryGetTensor(name, out _)) result[name] = new TensorCrypto(e, offset);
+                offset += keyLen;
+            }
+            return (result, deks);
+        }
+        catch
+        {
+            deks.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Describes a tensor; throws <see cref="ErrorCode.TensorNotFound"/> if there is none of that name.</summary>
+    public TensorDescriptor GetTensor(string name)
+        => Header.TryGetTensor(name, out var t)
+            ? new TensorDescriptor(t.Name, t.Dtype, t.Shape, t.ByteLength, _crypto.ContainsKey(name))
+            : throw Errors.Create(ErrorCode.TensorNotFound, "tensor not found", tensor: name);
+
+    /// <summary>Reads (and decrypts and authenticates) a whole tensor into a new array.</summary>
+    public byte[] ReadTensor(string name)
+    {
+        var t = Info(name);
+        var buffer = GC.AllocateUninitializedArray<byte>(checked((int)t.ByteLength));
+        ReadTensor(name, buffer);
+        return buffer;
+    }
+
+    /// <summary>
+    /// Reads a whole tensor into <paramref name="destination"/>, whose length must equal the tensor's byte length.
+    /// On failure the destination is zeroed.
+    /// </summary>
+    public void ReadTensor(string name, Span<byte> destination)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var t = Info(name);
+        if (destination.Length != t.ByteLength)
+            throw Errors.Create(ErrorCode.DestinationSize, $"destination is {destination.Length} bytes, tensor is {t.ByteLength}", tensor: name);
+        try
+        {
+            if (ReadExactly(_file, destination, Header.DataStart + (long)t.Begin) != destination.Length) throw FileChanged(name);
+            if (_crypto.TryGetValue(name, out var c)) DecryptInPlace(name, c, destination);
+        }
+        catch
+        {
+            destination.Clear();
+            throw;
+        }
+    }
+
+    /// <summary>Asynchronous <see cref="ReadTensor(string, Span{byte})"/>.</summary>
+    public async ValueTask ReadTensorAsync(string name, Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var t = Info(name);
+        if (destination.Length != t.ByteLength)
+            throw Errors.Create(ErrorCode.DestinationSize, $"destination is {destination.Length} bytes, tensor is {t.ByteLength}", tensor: name);
+        try
+        {
+            var offset = Header.DataStart + (long)t.Begin;
+            var done = 0;
+            while (done < destination.Length)
+            {
+                var n = await RandomAccess.ReadAsync(_file, destination[done..], offset + done, cancellationToken).ConfigureAwait(false);
+                if (n == 0) throw FileChanged(name);
+                done += n;
+            }
+            if (_crypto.TryGetValue(name, out var c)) DecryptInPlace(name, c, destination.Span);
+        }
+        catch
+        {
+            destination.Span.Clear();
+            throw;
+        }
+    }
+
+    private TensorInfo Info(string name)
+        => Header.TryGetTensor(name, out var t) ? t : throw Errors.Create(ErrorCode.TensorNotFound, "tensor not found", tensor: name);
+
+    private void DecryptInPlace(string name, TensorCrypto c, Span<byte> data)
+    {
+        var dek = _deks!.Span.Slice(c.DekOffset, _algorithm.KeySize());
+        using var cipher = new AeadCipher(_algorithm, dek);
+        var e = c.Entry;
+        if (CryptoKeys!.ChunkSize is not { } chunkSize)
+        {
+            if (data.Length == 0 && e.Iv.Length == 0 && e.Tag.Length == 0) return; // §3.6: empty v1 tensor
+            if (e.Iv.Length != AeadAlgorithms.NonceSize || e.Tag.Length != AeadAlgorithms.TagSize)
+                throw Errors.Create(ErrorCode.MissingNonceOrTag, $"missing or malformed iv/tag (iv {e.Iv.Length} bytes, tag {e.Tag.Length} bytes)", tensor: name, field: "iv");
+            if (!cipher.TryDecrypt(e.Iv, data, e.Tag, data))
+                throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: name);
+            return;
+        }
+
+        var chunks = ChunkNonce.Count(data.Length, chunkSize);
+        if (e.BaseIv.Length < AeadAlgorithms.NonceSize || (data.Length == 0 && e.BaseIv.Length != AeadAlgorithms.NonceSize))
+            throw Errors.Create(ErrorCode.MissingNonceOrTag, $"missing or malformed base_iv ({e.BaseIv.Length} bytes)", tensor: name, field: "base_iv");
+        if (e.Tags.Length < chunks * AeadAlgorithms.TagSize)
+            throw Errors.Create(ErrorCode.MissingNonceOrTag, $"missing tag for chunk {e.Tags.Length / AeadAlgorithms.TagSize} of {chunks}", tensor: name, chunk: e.Tags.Length / AeadAlgorithms.TagSize, field: "tags");
+        if (!ChunkNonce.Fits(e.BaseIv, chunks))
+            throw Errors.Create(ErrorCode.IvCounterOverflow, $"chunk index overflowed the IV counter ({chunks} chunks)", tensor: name, field: "base_iv");
+        Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
+        for (long i = 0; i < chunks; i++)
+        {
+            var start = (int)(i * chunkSize);
+            var len = (int)Math.Min(chunkSize, data.Length - start);
+            ChunkNonce.TryDerive(e.BaseIv, i, nonce);
+            var chunk = data.Slice(start, len);
+            if (!cipher.TryDecrypt(nonce, chunk, e.Tags.AsSpan((int)(i * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize), chunk))
+                throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: name, chunk: i);
+        }
+    }
+
+    internal ReadOnlySpan<byte> DataKey(string name) => _deks!.Span.Slice(_crypto[name].DekOffset, _algorithm.KeySize());
+
+    internal EncryptionEntry? Entry(string name) => _crypto.TryGetValue(name, out var c) ? c.Entry : null;
+
+    internal IReadOnlyDictionary<string, EncryptionEntry> Entries => _crypto.ToDictionary(kv => kv.Key, kv => kv.Value.Entry, StringComparer.Ordinal);
+
+    internal SafeFileHandle FileHandle => _file;
+
+    internal static int ReadExactly(SafeFileHandle file, Span<byte> buffer, long offset)
+    {
+        var done = 0;
+        while (done < buffer.Length)
+        {
+            var n = RandomAccess.Read(file, buffer[done..], offset + done);
+            if (n == 0) break;
+            done += n;
+        }
+        return done;
+    }
+
+    private static CryptoTensorsException FileChanged(string? tensor = null)
+        => Errors.Create(ErrorCode.IncompleteBuffer, "the file ended early: it was truncated or changed while being read", tensor: tensor);
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _deks?.Dispose();
+        _file.Dispose();
+    }
+}

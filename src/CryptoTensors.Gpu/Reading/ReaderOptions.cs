@@ -1,0 +1,35 @@
+using CryptoTensors.Gpu.Keys;
+
+namespace CryptoTensors.Gpu.Reading;
+
+/// <summary>How a file is opened: which keys, and how strict.</summary>
+public sealed class ReaderOptions
+{
+    /// <summary>The master key to use whatever the header's kid says (not disposed by the reader).</summary>
+    public MasterKey? MasterKey { get; init; }
+
+    /// <summary>The Ed25519 public key to verify with whatever the header's kid says.</summary>
+    public VerificationKey? VerificationKey { get; init; }
+
+    /// <summary>Providers for keys not given directly; default: <see cref="KeyRegistry.CreateDefault"/>.</summary>
+    public KeyRegistry? Keys { get; init; }
+
+    /// <summary>
+    /// Follow a key location (<c>jku</c>) taken from the header. Off by default — safer than the reference: the
+    /// header is not yet verified when keys are looked up, so a model could otherwise point the verifier at a key
+    /// file it ships itself. Off, providers are asked by <c>kid</c> only.
+    /// </summary>
+    public bool FollowHeaderKeyLocations { get; init; }
+
+    /// <summary>Refuse files that are not encrypted and signed (the reference accepts plain files silently).</summary>
+    public bool RequireEncrypted { get; init; }
+
+    /// <summary>Caller-supplied facts given to the policy as <c>input.context</c> (a JSON object), or null.</summary>
+    public System.Text.Json.JsonElement? PolicyContext { get; init; }
+
+    /// <summary>The device the tensors are loaded for (<c>input.device</c> of the policy): <c>cpu</c> or <c>cuda:N</c>.</summary>
+    public string Device { get; init; } = "cpu";
+
+    /// <summary>Tensor names the caller intends to read, when known (<c>input.tensors</c> of the policy).</summary>
+    public IReadOnlyList<string>? RequestedTensors { get; init; }
+}
