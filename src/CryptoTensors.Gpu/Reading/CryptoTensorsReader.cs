@@ -285,15 +285,47 @@ public sealed class CryptoTensorsReader : IDisposable
             throw Errors.Create(ErrorCode.MissingNonceOrTag, $"missing tag for chunk {e.Tags.Length / AeadAlgorithms.TagSize} of {chunks}", tensor: name, chunk: e.Tags.Length / AeadAlgorithms.TagSize, field: "tags");
         if (!ChunkNonce.Fits(e.BaseIv, chunks))
             throw Errors.Create(ErrorCode.IvCounterOverflow, $"chunk index overflowed the IV counter ({chunks} chunks)", tensor: name, field: "base_iv");
-        Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
-        for (long i = 0; i < chunks; i++)
+        if (chunks >= 2 && Environment.ProcessorCount > 1)
         {
-            var start = (int)(i * chunkSize);
-            var len = (int)Math.Min(chunkSize, data.Length - start);
-            ChunkNonce.TryDerive(e.BaseIv, i, nonce);
-            var chunk = data.Slice(start, len);
-            if (!cipher.TryDecrypt(nonce, chunk, e.Tags.AsSpan((int)(i * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize), chunk))
-                throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: name, chunk: i);
+            DecryptChunksParallel(name, c.DekOffset, e, data, chunkSize, chunks);
+            return;
+        }
+        Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
+        for (long i = 0; i < chunks; i++) DecryptChunk(name, cipher, e, data, chunkSize, i, nonce);
+    }
+
+    private static void DecryptChunk(string name, AeadCipher cipher, EncryptionEntry e, Span<byte> data, long chunkSize, long i, Span<byte> nonce)
+    {
+        var start = (int)(i * chunkSize);
+        var len = (int)Math.Min(chunkSize, data.Length - start);
+        ChunkNonce.TryDerive(e.BaseIv, i, nonce);
+        var chunk = data.Slice(start, len);
+        if (!cipher.TryDecrypt(nonce, chunk, e.Tags.AsSpan((int)(i * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize), chunk))
+            throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: name, chunk: i);
+    }
+
+    /// <summary>Chunks of one tensor across the thread pool, one cipher per worker.</summary>
+    private unsafe void DecryptChunksParallel(string name, int dekOffset, EncryptionEntry e, Span<byte> data, long chunkSize, long chunks)
+    {
+        var algorithm = _algorithm;
+        var deks = _deks!;
+        try
+        {
+            fixed (byte* p = data)
+            {
+                var ptr = (IntPtr)p;
+                var length = data.Length;
+                Parallel.For(0L, chunks, () => new AeadCipher(algorithm, deks.Span.Slice(dekOffset, algorithm.KeySize())), (i, _, cipher) =>
+                {
+                    Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
+                    DecryptChunk(name, cipher, e, new Span<byte>((void*)ptr, length), chunkSize, i, nonce);
+                    return cipher;
+                }, cipher => cipher.Dispose());
+            }
+        }
+        catch (AggregateException ae) when (ae.InnerExceptions.OfType<CryptoTensorsException>().Any())
+        {
+            throw ae.InnerExceptions.OfType<CryptoTensorsException>().OrderBy(x => x.Chunk).First();
         }
     }
 

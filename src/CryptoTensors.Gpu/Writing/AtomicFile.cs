@@ -8,13 +8,15 @@ internal sealed class AtomicFile : IDisposable
 {
     private bool _committed;
 
-    public AtomicFile(string target)
+    public AtomicFile(string target, UnixFileMode? mode = null)
     {
         Target = Path.GetFullPath(target);
         var dir = Path.GetDirectoryName(Target)!;
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"output directory '{dir}' does not exist");
         TempPath = Path.Combine(dir, "." + Path.GetFileName(Target) + ".tmp-" + Guid.NewGuid().ToString("N")[..12]);
-        Stream = new FileStream(TempPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 0, FileOptions.None);
+        var fso = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.None, BufferSize = 0 };
+        if (mode is { } m && !OperatingSystem.IsWindows()) fso.UnixCreateMode = m;
+        Stream = new FileStream(TempPath, fso);
     }
 
     public string Target { get; }

@@ -1,0 +1,33 @@
+using System.CommandLine;
+using CryptoTensors.Gpu.Crypto;
+using CryptoTensors.Gpu.Reading;
+using CryptoTensors.Gpu.Writing;
+
+namespace CryptoTensors.Cli.Commands;
+
+/// <summary><c>ctensors decrypt</c>: a verified CryptoTensors file to a plain safetensors file.</summary>
+internal static class DecryptCommand
+{
+    public static Command Create(CliIO io)
+    {
+        var input = new Argument<string>("input") { Description = "CryptoTensors file" };
+        var output = new Option<string>("--output", "-o") { Description = "Plain safetensors output", Required = true };
+        var key = new Option<string?>("--key") { Description = "Master key JWK or JWK Set" };
+        var verifyKey = new Option<string?>("--verify-key") { Description = "Ed25519 public JWK or JWK Set" };
+        var cmd = new Command("decrypt", "Verify and decrypt into a plain safetensors file (same tensors and user metadata).") { input, output, key, verifyKey };
+        cmd.SetAction(r => io.Guard(() =>
+        {
+            using var reader = CryptoTensorsReader.Open(r.GetValue(input)!, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey)));
+            var meta = reader.Metadata.Concat(reader.ReservedMetadata).Where(kv => !ReservedFields.All.Contains(kv.Key))
+                .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+            var outPath = r.GetValue(output)!;
+            CryptoTensorsWriter.Write(outPath, reader.Tensors.Select(t => TensorSource.FromReader(reader, t.Name)), new WriterOptions
+            {
+                Metadata = meta.Count == 0 && reader.Header.Metadata is null ? null : meta,
+            });
+            io.Out.WriteLine($"wrote {outPath}");
+            return 0;
+        }));
+        return cmd;
+    }
+}

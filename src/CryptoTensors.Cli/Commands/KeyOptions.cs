@@ -1,0 +1,48 @@
+using CryptoTensors.Gpu;
+using CryptoTensors.Gpu.Keys;
+using CryptoTensors.Gpu.Reading;
+
+namespace CryptoTensors.Cli.Commands;
+
+/// <summary>Loads keys given on the command line, falling back to <c>CRYPTOTENSOR_KEYS</c>.</summary>
+internal static class KeyOptions
+{
+    public static MasterKey MasterKey(string? path, string? kid = null)
+        => path is not null ? Jwk.LoadMasterKey(path, kid) : FromEnv(p => p.GetMasterKey(null, kid), "master key (--key)");
+
+    public static SigningKey SigningKey(string? path)
+        => path is not null ? Jwk.LoadSigningKey(path) : FromEnv(p => p.GetSigningKey(null, null), "signing key (--sign-key)");
+
+    /// <summary>
+    /// Reader options for verification: a key file with one key of a kind is used directly; a JWK Set is offered
+    /// through a registry so the header's kid selects the key; missing files fall back to the environment.
+    /// </summary>
+    public static ReaderOptions ReaderOptions(string? keyPath, string? verifyKeyPath, bool requireEncrypted = false)
+    {
+        var direct = new DirectKeyProvider();
+        MasterKey? master = null;
+        VerificationKey? verify = null;
+        if (keyPath is not null)
+        {
+            var entries = Jwk.ParseAll(Jwk.ReadFile(keyPath));
+            if (entries.Count(e => e.IsOct) == 1) master = Jwk.ToMasterKey(entries.First(e => e.IsOct));
+            else direct.AddJwks(Jwk.ReadFile(keyPath));
+        }
+        if (verifyKeyPath is not null)
+        {
+            var entries = Jwk.ParseAll(Jwk.ReadFile(verifyKeyPath));
+            if (entries.Count(e => e.IsOkp) == 1) verify = Jwk.ToVerificationKey(entries.First(e => e.IsOkp));
+            else foreach (var e in entries.Where(e => e.IsOkp)) direct.Add(Jwk.ToVerificationKey(e));
+        }
+        var registry = new KeyRegistry().Register(direct).Register(new EnvKeyProvider());
+        return new ReaderOptions { MasterKey = master, VerificationKey = verify, Keys = registry, RequireEncrypted = requireEncrypted };
+    }
+
+    private static T FromEnv<T>(Func<EnvKeyProvider, T?> get, string what) where T : class
+    {
+        var env = new EnvKeyProvider();
+        if (env.IsReady && get(env) is { } key) return key;
+        throw Errors.Create(what.StartsWith("master", StringComparison.Ordinal) ? ErrorCode.MissingMasterKey : ErrorCode.MissingSigningKey,
+            $"no {what} given and none found in {EnvKeyProvider.VariableName}");
+    }
+}

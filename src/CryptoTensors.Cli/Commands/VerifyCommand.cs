@@ -1,0 +1,104 @@
+using System.CommandLine;
+using System.Security.Cryptography;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using CryptoTensors.Gpu;
+using CryptoTensors.Gpu.Format;
+using CryptoTensors.Gpu.Reading;
+
+namespace CryptoTensors.Cli.Commands;
+
+/// <summary>
+/// <c>ctensors verify</c>: signature, policy, every data key and every chunk tag checked, every tensor decrypted
+/// and hashed, nothing written.
+/// </summary>
+internal static class VerifyCommand
+{
+    public static Command Create(CliIO io)
+    {
+        var input = new Argument<string>("input") { Description = "File to verify" };
+        var key = new Option<string?>("--key") { Description = "Master key JWK or JWK Set" };
+        var verifyKey = new Option<string?>("--verify-key") { Description = "Ed25519 public JWK or JWK Set" };
+        var json = new Option<bool>("--json") { Description = "Print exactly one JSON object on stdout" };
+        var requireEncrypted = new Option<bool>("--require-encrypted") { Description = "Refuse plain (unencrypted, unsigned) files" };
+        var cmd = new Command("verify", "Check signature, policy, keys and every tag; decrypt and hash every tensor; write nothing.") { input, key, verifyKey, json, requireEncrypted };
+        cmd.SetAction(r =>
+        {
+            var asJson = r.GetValue(json);
+            return io.Guard(() =>
+            {
+                var results = new List<(TensorDescriptor T, string Sha)>();
+                using (var reader = CryptoTensorsReader.Open(r.GetValue(input)!, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), r.GetValue(requireEncrypted))))
+                {
+                    foreach (var t in reader.Tensors)
+                    {
+                        var bytes = reader.ReadTensor(t.Name);
+                        results.Add((t, Convert.ToHexStringLower(SHA256.HashData(bytes))));
+                        CryptographicOperations.ZeroMemory(bytes);
+                    }
+                }
+                if (asJson) WriteOk(io.Out, results);
+                else
+                {
+                    foreach (var (t, sha) in results)
+                        io.Out.WriteLine($"ok {(t.IsEncrypted ? "enc  " : "plain")} {t.Dtype.Name(),-8} {SafetensorsHeader.FormatShape(t.Shape),-20} {sha}  {t.Name}");
+                    io.Out.WriteLine($"verified {results.Count} tensors");
+                }
+                return 0;
+            }, e =>
+            {
+                if (!asJson) return null;
+                WriteError(io.Out, e);
+                io.Err.WriteLine("ctensors: error: " + CliIO.OneLine(e.Message));
+                return CliIO.ExitCode(e);
+            });
+        });
+        return cmd;
+    }
+
+    private static Utf8JsonWriter Writer(Stream s) => new(s, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+
+    private static void WriteOk(TextWriter o, List<(TensorDescriptor T, string Sha)> results)
+    {
+        using var ms = new MemoryStream();
+        using (var w = Writer(ms))
+        {
+            w.WriteStartObject();
+            w.WriteBoolean("ok", true);
+            w.WriteStartArray("tensors");
+            foreach (var (t, sha) in results)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", t.Name);
+                w.WriteString("dtype", t.Dtype.Name());
+                w.WriteStartArray("shape");
+                foreach (var d in t.Shape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteNumber("nbytes", t.ByteLength);
+                w.WriteBoolean("encrypted", t.IsEncrypted);
+                w.WriteString("sha256", sha);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        o.WriteLine(System.Text.Encoding.UTF8.GetString(ms.ToArray()));
+    }
+
+    private static void WriteError(TextWriter o, Exception e)
+    {
+        using var ms = new MemoryStream();
+        using (var w = Writer(ms))
+        {
+            w.WriteStartObject();
+            w.WriteBoolean("ok", false);
+            w.WriteStartObject("error");
+            w.WriteString("kind", e is CryptoTensorsException ce ? ce.Kind.ToVectorName() : "io");
+            w.WriteString("message", CliIO.OneLine(e.Message));
+            if (e is CryptoTensorsException { Tensor: { } t }) w.WriteString("tensor", t); else w.WriteNull("tensor");
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        o.WriteLine(System.Text.Encoding.UTF8.GetString(ms.ToArray()));
+    }
+}
