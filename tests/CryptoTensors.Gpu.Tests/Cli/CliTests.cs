@@ -1,0 +1,181 @@
+using System.Text.Json;
+using CryptoTensors.Cli;
+using CryptoTensors.Gpu.Keys;
+using CryptoTensors.Gpu.Reading;
+using CryptoTensors.Gpu.Tests.Vectors;
+
+namespace CryptoTensors.Gpu.Tests.Cli;
+
+[NonParallelizable]
+public class CliTests
+{
+    internal static (int Code, string Out, string Err) Ctensors(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        var code = CliApp.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [TestCaseSource(typeof(VectorSuiteTests), nameof(VectorSuiteTests.Vectors))]
+    public void VerifyJsonAgreesWithEveryVector(string name)
+    {
+        var e = VectorSuiteTests.Load(name);
+        var args = new List<string> { "verify", e.File, "--json" };
+        if (e.KeyPath("enc") is { } k) args.AddRange(["--key", k]);
+        if (e.KeyPath("sign") is { } s) args.AddRange(["--verify-key", s]);
+        var (code, stdout, stderr) = Ctensors([.. args]);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(1), "exactly one JSON object on stdout");
+        using var doc = JsonDocument.Parse(lines[0]);
+        var root = doc.RootElement;
+        if (e.Expect == "ok")
+        {
+            Assert.That(code, Is.Zero, stderr);
+            Assert.That(root.GetProperty("ok").GetBoolean(), Is.True);
+            var got = root.GetProperty("tensors").EnumerateArray().ToDictionary(t => t.GetProperty("name").GetString()!, t => t.GetProperty("sha256").GetString());
+            foreach (var t in e.Tensors) Assert.That(got[t.GetProperty("name").GetString()!], Is.EqualTo(t.GetProperty("sha256").GetString()));
+            return;
+        }
+        Assert.That(code, Is.EqualTo((int)e.Kind), stdout);
+        Assert.That(root.GetProperty("ok").GetBoolean(), Is.False);
+        Assert.That(root.GetProperty("error").GetProperty("kind").GetString(), Is.EqualTo(e.Kind.ToVectorName()));
+        Assert.That(stderr.Trim().Split('\n'), Has.Length.EqualTo(1), "a one-line error on stderr");
+        if (e.Stage == "tensor") Assert.That(root.GetProperty("error").GetProperty("tensor").GetString(), Is.AnyOf(e.Failing));
+    }
+
+    [Test]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void KeygenEncryptVerifyInspectDecryptRewrapEndToEnd()
+    {
+        using var tmp = new TempDir();
+        var plain = tmp.File("plain.safetensors");
+        Gpu.Writing.CryptoTensorsWriter.Write(plain, TestModels.EveryDtype(), new Gpu.Writing.WriterOptions { Metadata = new Dictionary<string, string> { ["format"] = "pt" } });
+
+        Assert.That(Ctensors("keygen", "--out-dir", tmp.File("k1"), "--alg", "chacha20poly1305", "--kid-prefix", "t1-").Code, Is.Zero);
+        Assert.That(File.GetUnixFileMode(tmp.File("k1/enc.jwk")), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite));
+        Assert.That(File.GetUnixFileMode(tmp.File("k1/sign.jwk")), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite));
+        Assert.That(File.ReadAllText(tmp.File("k1/sign.pub.jwk")), Does.Not.Contain("\"d\""));
+        Assert.That(Ctensors("keygen", "--out-dir", tmp.File("k1")).Code, Is.EqualTo(1), "refuses to overwrite keys without --force");
+
+        var policy = tmp.File("p.rego");
+        File.WriteAllText(policy, "package model\nimport rego.v1\ndefault allow := true\n");
+        var enc = tmp.File("enc.ct");
+        var r = Ctensors("encrypt", plain, "-o", enc, "--key", tmp.File("k1/enc.jwk"), "--sign-key", tmp.File("k1/sign.jwk"),
+            "--tensors", "t.f32,t.u8,empty", "--chunk-size", "16", "--policy", policy, "--metadata", "owner=me", "--metadata", "x=a=b");
+        Assert.That(r.Code, Is.Zero, r.Err);
+
+        var insp = Ctensors("inspect", enc, "--json");
+        Assert.That(insp.Code, Is.Zero, insp.Err);
+        using (var doc = JsonDocument.Parse(insp.Out))
+        {
+            var root = doc.RootElement;
+            Assert.That(root.GetProperty("format").GetString(), Is.EqualTo("cryptotensors"));
+            Assert.That(root.GetProperty("chunk_size").GetInt64(), Is.EqualTo(16));
+            Assert.That(root.GetProperty("enc").GetProperty("kid").GetString(), Is.EqualTo("t1-enc"));
+            Assert.That(root.GetProperty("enc").GetProperty("alg").GetString(), Is.EqualTo("chacha20poly1305"));
+            Assert.That(root.GetProperty("policy_local").GetString(), Does.Contain("default allow := true"));
+            Assert.That(root.GetProperty("metadata").GetProperty("x").GetString(), Is.EqualTo("a=b"));
+            Assert.That(root.GetProperty("tensors").EnumerateArray().Count(t => t.GetProperty("encrypted").GetBoolean()), Is.EqualTo(3));
+            Assert.That(insp.Out, Does.Not.Contain(File.ReadAllText(tmp.File("k1/enc.jwk")).Split("\"k\":\"")[1][..20]));
+        }
+        Assert.That(Ctensors("inspect", enc).Out, Does.Contain("kid=t1-enc"));
+
+        var v = Ctensors("verify", enc, "--key", tmp.File("k1/enc.jwk"), "--verify-key", tmp.File("k1/sign.pub.jwk"));
+        Assert.That(v.Code, Is.Zero, v.Err);
+        Assert.That(v.Out, Does.Contain("verified " + TestModels.EveryDtype().Count + " tensors"));
+
+        var dec = tmp.File("dec.safetensors");
+        Assert.That(Ctensors("decrypt", enc, "-o", dec, "--key", tmp.File("k1/enc.jwk"), "--verify-key", tmp.File("k1/sign.pub.jwk")).Code, Is.Zero);
+        using (var a = CryptoTensorsReader.Open(plain, new ReaderOptions { Keys = new() }))
+        using (var b = CryptoTensorsReader.Open(dec, new ReaderOptions { Keys = new() }))
+        {
+            Assert.That(b.IsEncrypted, Is.False);
+            Assert.That(TestModels.ReadAll(b), Is.EquivalentTo(TestModels.ReadAll(a)));
+            Assert.That(b.Metadata, Is.EquivalentTo(new Dictionary<string, string> { ["format"] = "pt", ["owner"] = "me", ["x"] = "a=b" }));
+            Assert.That(b.ReservedMetadata, Is.Empty);
+        }
+        var again = tmp.File("again.safetensors");
+        Assert.That(Ctensors("decrypt", enc, "-o", again, "--key", tmp.File("k1/enc.jwk"), "--verify-key", tmp.File("k1/sign.pub.jwk")).Code, Is.Zero);
+        Assert.That(File.ReadAllBytes(again), Is.EqualTo(File.ReadAllBytes(dec)), "decrypt is deterministic");
+
+        Assert.That(Ctensors("keygen", "--out-dir", tmp.File("k2"), "--alg", "chacha20poly1305").Code, Is.Zero);
+        var rw = tmp.File("rotated.ct");
+        r = Ctensors("rewrap", enc, "-o", rw, "--key", tmp.File("k1/enc.jwk"), "--verify-key", tmp.File("k1/sign.pub.jwk"),
+            "--new-key", tmp.File("k2/enc.jwk"), "--new-sign-key", tmp.File("k2/sign.jwk"));
+        Assert.That(r.Code, Is.Zero, r.Err);
+        Assert.That(Ctensors("verify", rw, "--key", tmp.File("k2/enc.jwk"), "--verify-key", tmp.File("k2/sign.pub.jwk")).Code, Is.Zero);
+        Assert.That(Ctensors("verify", rw, "--key", tmp.File("k1/enc.jwk"), "--verify-key", tmp.File("k2/sign.pub.jwk")).Code, Is.EqualTo(8));
+        Assert.That(Ctensors("verify", rw, "--key", tmp.File("k2/enc.jwk"), "--verify-key", tmp.File("k1/sign.pub.jwk")).Code, Is.EqualTo(5));
+        Assert.That(Ctensors("keygen", "--out-dir", tmp.File("k3"), "--alg", "aes256gcm").Code, Is.Zero);
+        r = Ctensors("rewrap", enc, "-o", tmp.File("bad.ct"), "--key", tmp.File("k1/enc.jwk"), "--verify-key", tmp.File("k1/sign.pub.jwk"),
+            "--new-key", tmp.File("k3/enc.jwk"), "--new-sign-key", tmp.File("k3/sign.jwk"));
+        Assert.That(r.Code, Is.EqualTo(7), "algorithm change refused");
+        Assert.That(File.Exists(tmp.File("bad.ct")), Is.False);
+    }
+
+    [Test]
+    public void DecryptOfATamperedFileLeavesNoOutput()
+    {
+        using var tmp = new TempDir();
+        var e = VectorSuiteTests.Load("tamper-ciphertext-v2");
+        var r = Ctensors("decrypt", e.File, "-o", tmp.File("out.st"), "--key", e.KeyPath("enc")!, "--verify-key", e.KeyPath("sign")!);
+        Assert.That(r.Code, Is.EqualTo(9));
+        Assert.That(r.Err, Does.Contain("big.f32"));
+        Assert.That(Directory.GetFiles(tmp.Path), Is.Empty);
+    }
+
+    [Test]
+    public void KeysMayComeFromTheEnvironment()
+    {
+        using var tmp = new TempDir();
+        var plain = tmp.File("plain.safetensors");
+        Gpu.Writing.CryptoTensorsWriter.Write(plain, TestModels.EveryDtype(), new Gpu.Writing.WriterOptions());
+        using var m = MasterKey.Generate(kid: "e1");
+        using var s = SigningKey.Generate("s1");
+        var old = Environment.GetEnvironmentVariable(EnvKeyProvider.VariableName);
+        try
+        {
+            Environment.SetEnvironmentVariable(EnvKeyProvider.VariableName, $"{{\"keys\":[{Jwk.Write(m)},{Jwk.Write(s)}]}}");
+            Assert.That(Ctensors("encrypt", plain, "-o", tmp.File("e.ct")).Code, Is.Zero);
+            Assert.That(Ctensors("verify", tmp.File("e.ct"), "--json").Code, Is.Zero);
+            Environment.SetEnvironmentVariable(EnvKeyProvider.VariableName, null);
+            Assert.That(Ctensors("verify", tmp.File("e.ct"), "--json").Code, Is.EqualTo(7));
+            Assert.That(Ctensors("encrypt", plain, "-o", tmp.File("e2.ct")).Code, Is.EqualTo(7));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(EnvKeyProvider.VariableName, old);
+        }
+    }
+
+    [Test]
+    public void UsageErrorsExitWithOne()
+    {
+        Assert.That(Ctensors("encrypt").Code, Is.EqualTo(1));
+        Assert.That(Ctensors("no-such-command").Code, Is.EqualTo(1));
+        Assert.That(Ctensors("verify", "/nonexistent/file").Code, Is.EqualTo(1));
+        Assert.That(Ctensors("encrypt", "x", "-o", "y", "--format-version", "3").Code, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void EncryptRefusesAPolicyOutsideTheSupportedSubset()
+    {
+        using var tmp = new TempDir();
+        var plain = tmp.File("plain.safetensors");
+        Gpu.Writing.CryptoTensorsWriter.Write(plain, TestModels.EveryDtype(), new Gpu.Writing.WriterOptions());
+        Assert.That(Ctensors("keygen", "--out-dir", tmp.File("k")).Code, Is.Zero);
+        File.WriteAllText(tmp.File("p.rego"), "package model\nallow if { http.send({}) }\n");
+        var r = Ctensors("encrypt", plain, "-o", tmp.File("e.ct"), "--key", tmp.File("k/enc.jwk"), "--sign-key", tmp.File("k/sign.jwk"), "--policy", tmp.File("p.rego"));
+        Assert.That(r.Code, Is.EqualTo(6), r.Err);
+        Assert.That(File.Exists(tmp.File("e.ct")), Is.False);
+    }
+
+    [Test]
+    public void DemoRunsOnTheTinyWorkload()
+    {
+        var r = Ctensors("demo", "--workload", "tiny", "--repeat", "1");
+        Assert.That(r.Code, Is.Zero, r.Err);
+        Assert.That(r.Out, Does.Contain("load encrypted (v2)").And.Contain("encrypted / plain load time"));
+    }
+}
