@@ -268,23 +268,16 @@ public sealed class CryptoTensorsReader : IDisposable
         var dek = _deks!.Span.Slice(c.DekOffset, _algorithm.KeySize());
         using var cipher = new AeadCipher(_algorithm, dek);
         var e = c.Entry;
-        if (CryptoKeys!.ChunkSize is not { } chunkSize)
+        ValidateEntry(name, e, data.Length, CryptoKeys!.ChunkSize);
+        if (CryptoKeys.ChunkSize is not { } chunkSize)
         {
-            if (data.Length == 0 && e.Iv.Length == 0 && e.Tag.Length == 0) return; // §3.6: empty v1 tensor
-            if (e.Iv.Length != AeadAlgorithms.NonceSize || e.Tag.Length != AeadAlgorithms.TagSize)
-                throw Errors.Create(ErrorCode.MissingNonceOrTag, $"missing or malformed iv/tag (iv {e.Iv.Length} bytes, tag {e.Tag.Length} bytes)", tensor: name, field: "iv");
+            if (data.Length == 0 && e.Iv.Length == 0) return; // §3.6: empty v1 tensor
             if (!cipher.TryDecrypt(e.Iv, data, e.Tag, data))
                 throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: name);
             return;
         }
 
         var chunks = ChunkNonce.Count(data.Length, chunkSize);
-        if (e.BaseIv.Length < AeadAlgorithms.NonceSize || (data.Length == 0 && e.BaseIv.Length != AeadAlgorithms.NonceSize))
-            throw Errors.Create(ErrorCode.MissingNonceOrTag, $"missing or malformed base_iv ({e.BaseIv.Length} bytes)", tensor: name, field: "base_iv");
-        if (e.Tags.Length < chunks * AeadAlgorithms.TagSize)
-            throw Errors.Create(ErrorCode.MissingNonceOrTag, $"missing tag for chunk {e.Tags.Length / AeadAlgorithms.TagSize} of {chunks}", tensor: name, chunk: e.Tags.Length / AeadAlgorithms.TagSize, field: "tags");
-        if (!ChunkNonce.Fits(e.BaseIv, chunks))
-            throw Errors.Create(ErrorCode.IvCounterOverflow, $"chunk index overflowed the IV counter ({chunks} chunks)", tensor: name, field: "base_iv");
         if (chunks >= 2 && Environment.ProcessorCount > 1)
         {
             DecryptChunksParallel(name, c.DekOffset, e, data, chunkSize, chunks);
@@ -330,6 +323,35 @@ public sealed class CryptoTensorsReader : IDisposable
     }
 
     internal ReadOnlySpan<byte> DataKey(string name) => _deks!.Span.Slice(_crypto[name].DekOffset, _algorithm.KeySize());
+
+    /// <summary>The crypto state the parallel loader needs for one tensor: entry and data-key offset, or null for plain.</summary>
+    internal (EncryptionEntry Entry, int DekOffset)? CryptoOf(string name)
+        => _crypto.TryGetValue(name, out var c) ? (c.Entry, c.DekOffset) : null;
+
+    internal AeadAlgorithm Algorithm => _algorithm;
+
+    internal ReadOnlySpan<byte> DataKeyAt(int dekOffset) => _deks!.Span.Slice(dekOffset, _algorithm.KeySize());
+
+    /// <summary>Checks the nonce/tag fields of a tensor before any of its chunks is decrypted (the reader's rules).</summary>
+    internal static void ValidateEntry(string name, EncryptionEntry e, long length, long? chunkSize)
+    {
+        if (chunkSize is not { } cs)
+        {
+            if (length == 0 && e.Iv.Length == 0 && e.Tag.Length == 0) return;
+            if (e.Iv.Length != AeadAlgorithms.NonceSize || e.Tag.Length != AeadAlgorithms.TagSize)
+                throw Errors.Create(ErrorCode.MissingNonceOrTag, $"missing or malformed iv/tag (iv {e.Iv.Length} bytes, tag {e.Tag.Length} bytes)", tensor: name, field: "iv");
+            if (length > int.MaxValue)
+                throw Errors.Create(ErrorCode.DestinationSize, "v1 (monolithic) tensors above 2 GiB cannot be decrypted in one AEAD call", tensor: name);
+            return;
+        }
+        var chunks = ChunkNonce.Count(length, cs);
+        if (e.BaseIv.Length < AeadAlgorithms.NonceSize || (length == 0 && e.BaseIv.Length != AeadAlgorithms.NonceSize))
+            throw Errors.Create(ErrorCode.MissingNonceOrTag, $"missing or malformed base_iv ({e.BaseIv.Length} bytes)", tensor: name, field: "base_iv");
+        if (e.Tags.Length < chunks * AeadAlgorithms.TagSize)
+            throw Errors.Create(ErrorCode.MissingNonceOrTag, $"missing tag for chunk {e.Tags.Length / AeadAlgorithms.TagSize} of {chunks}", tensor: name, chunk: e.Tags.Length / AeadAlgorithms.TagSize, field: "tags");
+        if (!ChunkNonce.Fits(e.BaseIv, chunks))
+            throw Errors.Create(ErrorCode.IvCounterOverflow, $"chunk index overflowed the IV counter ({chunks} chunks)", tensor: name, field: "base_iv");
+    }
 
     internal EncryptionEntry? Entry(string name) => _crypto.TryGetValue(name, out var c) ? c.Entry : null;
 

@@ -1,0 +1,261 @@
+using System.IO.MemoryMappedFiles;
+using CryptoTensors.Gpu.Crypto;
+using CryptoTensors.Gpu.Loading.Native;
+using CryptoTensors.Gpu.Reading;
+using CryptoTensors.Gpu.Writing;
+
+namespace CryptoTensors.Gpu.Loading;
+
+/// <summary>A tensor's place in caller-owned memory.</summary>
+/// <param name="Pointer">Start of the tensor's bytes (must stay valid and pinned for the whole load).</param>
+/// <param name="Length">Must equal the tensor's byte length.</param>
+public readonly record struct TensorDestination(IntPtr Pointer, long Length);
+
+/// <summary>
+/// Loads many tensors at once: one scheduler over every chunk of every selected tensor (v2 chunks, whole v1
+/// tensors, blocks of plain tensors), so one huge tensor and a thousand small ones both keep every core busy.
+/// Each work item reads its ciphertext straight into its final place and decrypts it there (or, with
+/// <see cref="ReadPath.MemoryMapped"/>, decrypts from the mapping into it): no intermediate copy, no per-chunk
+/// allocation, one cipher per worker per data key. Any failure clears every destination and throws the error of
+/// the first failing tensor/chunk in file order; nothing is cached.
+/// </summary>
+public static unsafe class ModelLoader
+{
+    private readonly record struct WorkItem(int Tensor, long Offset, int Length, long Chunk);
+
+    private sealed record Target(TensorDescriptor Tensor, long FileOffset, TensorDestination Destination,
+        EncryptionEntry? Entry, int DekOffset);
+
+    /// <summary>Loads the selected tensors into one page-locked buffer (from <paramref name="pool"/> when given), tensors 256-byte aligned.</summary>
+    public static LoadedModel Load(CryptoTensorsReader reader, PinnedMemoryPool? pool = null, LoadOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new LoadOptions();
+        var tensors = Select(reader, options);
+        var layout = new Dictionary<string, (long Offset, long Length)>(tensors.Count, StringComparer.Ordinal);
+        long size = 0;
+        foreach (var t in tensors)
+        {
+            layout[t.Name] = (size, t.ByteLength);
+            size = checked(size + (t.ByteLength + 255) / 256 * 256);
+        }
+        var buffer = pool is not null ? pool.Acquire(Math.Max(size, 1))
+            : PinnedHostBuffer.NativeShimAvailable ? PinnedHostBuffer.Allocate(Math.Max(size, 1))
+            : PinnedHostBuffer.AllocateManaged(Math.Max(size, 1));
+        try
+        {
+            var baseAddress = buffer.Pointer;
+            LoadInto(reader, t => new TensorDestination(baseAddress + (nint)layout[t.Name].Offset, t.ByteLength), options, cancellationToken);
+            return new LoadedModel(buffer, tensors, layout);
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Loads the selected tensors into memory the caller owns (host memory, pinned for the duration).</summary>
+    public static void LoadInto(CryptoTensorsReader reader, Func<TensorDescriptor, TensorDestination> destinationOf,
+        LoadOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new LoadOptions();
+        var chunkSize = reader.CryptoKeys?.ChunkSize;
+        var targets = new List<Target>();
+        foreach (var t in Select(reader, options))
+        {
+            var d = destinationOf(t);
+            if (d.Length != t.ByteLength)
+                throw Errors.Create(ErrorCode.DestinationSize, $"destination is {d.Length} bytes, tensor is {t.ByteLength}", tensor: t.Name);
+            reader.Header.TryGetTensor(t.Name, out var info);
+            var crypto = reader.CryptoOf(t.Name);
+            targets.Add(new Target(t, reader.Header.DataStart + (long)info.Begin, d, crypto?.Entry, crypto?.DekOffset ?? -1));
+        }
+
+        var items = new List<WorkItem>();
+        var remaining = new int[targets.Count];
+        for (var i = 0; i < targets.Count; i++)
+        {
+            var before = items.Count;
+            var t = targets[i];
+            var len = t.Tensor.ByteLength;
+            if (t.Entry is not null && chunkSize is { } cs)
+            {
+                var chunks = ChunkNonce.Count(len, cs);
+                for (long c = 0; c < chunks; c++) items.Add(new WorkItem(i, c * cs, (int)Math.Min(cs, len - c * cs), c));
+            }
+            else if (t.Entry is not null) items.Add(new WorkItem(i, 0, (int)len, -1));
+            else for (long o = 0; o < len; o += options.PlainBlockSize) items.Add(new WorkItem(i, o, (int)Math.Min(options.PlainBlockSize, len - o), -1));
+            remaining[i] = items.Count - before;
+        }
+
+        var total = targets.Sum(t => t.Tensor.ByteLength);
+        long bytesDone = 0;
+        var tensorsDone = remaining.Count(r => r == 0);
+        var errors = new System.Collections.Concurrent.ConcurrentBag<(int Item, Exception Error)>();
+
+        MemoryMappedFile? map = null;
+        MemoryMappedViewAccessor? view = null;
+        byte* mapped = null;
+        try
+        {
+            foreach (var t in targets)
+            {
+                if (t.Entry is not null) CryptoTensorsReader.ValidateEntry(t.Tensor.Name, t.Entry, t.Tensor.ByteLength, chunkSize);
+            }
+            if (options.ReadPath == ReadPath.MemoryMapped && reader.FileLength > 0)
+            {
+                map = MemoryMappedFile.CreateFromFile(reader.FileHandle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
+                view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+                view.SafeMemoryMappedViewHandle.AcquirePointer(ref mapped);
+                mapped += view.PointerOffset;
+            }
+            var source = (IntPtr)mapped;
+            var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.MaxDegreeOfParallelism), CancellationToken = cancellationToken };
+            Parallel.For(0, items.Count, parallel, () => new WorkerState(reader), (index, loop, state) =>
+            {
+                if (loop.ShouldExitCurrentIteration) return state;
+                var item = items[index];
+                var t = targets[item.Tensor];
+                try
+                {
+                    Process(reader, t, item, state, (byte*)source);
+                }
+                catch (Exception e)
+                {
+                    errors.Add((index, e));
+                    loop.Stop();
+                    return state;
+                }
+                var done = Interlocked.Add(ref bytesDone, item.Length);
+                var finished = Interlocked.Decrement(ref remaining[item.Tensor]) == 0 ? Interlocked.Increment(ref tensorsDone) : Volatile.Read(ref tensorsDone);
+                options.Progress?.Report(new TensorProgress(done, total, finished, targets.Count));
+                return state;
+            }, state => state.Dispose());
+            cancellationToken.ThrowIfCancellationRequested();
+            if (!errors.IsEmpty) throw errors.OrderBy(e => e.Item).First().Error;
+        }
+        catch
+        {
+            foreach (var t in targets) Clear(t.Destination);
+            throw;
+        }
+        finally
+        {
+            if (mapped is not null) view!.SafeMemoryMappedViewHandle.ReleasePointer();
+            view?.Dispose();
+            map?.Dispose();
+        }
+    }
+
+    private static void Clear(TensorDestination d)
+    {
+        for (long o = 0; o < d.Length; o += int.MaxValue)
+            new Span<byte>((void*)(d.Pointer + (nint)o), (int)Math.Min(int.MaxValue, d.Length - o)).Clear();
+    }
+
+    private static List<TensorDescriptor> Select(CryptoTensorsReader reader, LoadOptions options)
+    {
+        if (options.Tensors is null) return reader.Tensors.ToList();
+        return options.Tensors.Distinct(StringComparer.Ordinal).Select(reader.GetTensor).ToList();
+    }
+
+    private static void Process(CryptoTensorsReader reader, Target t, WorkItem item, WorkerState state, byte* mapped)
+    {
+        var dest = new Span<byte>((void*)(t.Destination.Pointer + (nint)item.Offset), item.Length);
+        var fileOffset = t.FileOffset + item.Offset;
+        ReadOnlySpan<byte> input = dest;
+        if (mapped is not null)
+        {
+            input = new ReadOnlySpan<byte>(mapped + fileOffset, item.Length);
+            if (t.Entry is null) { input.CopyTo(dest); return; }
+        }
+        else
+        {
+            // Encrypted chunks go through a per-worker staging buffer that stays in cache, so the destination is
+            // written once (by the decryption) instead of twice (read copy, then in-place decryption).
+            var staged = t.Entry is not null && item.Length <= WorkerState.MaxStaging ? state.Staging(item.Length) : dest;
+            if (CryptoTensorsReader.ReadExactly(reader.FileHandle, staged, fileOffset) != item.Length)
+                throw Errors.Create(ErrorCode.IncompleteBuffer, "the file ended early: it was truncated or changed while being read", tensor: t.Tensor.Name);
+            input = staged;
+        }
+        if (t.Entry is not { } e) return;
+
+        var cipher = state.CipherFor(t.DekOffset);
+        if (item.Chunk < 0)
+        {
+            if (item.Length == 0 && e.Iv.Length == 0) return;
+            if (!cipher.TryDecrypt(e.Iv, input, e.Tag, dest))
+                throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: t.Tensor.Name);
+            return;
+        }
+        Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
+        ChunkNonce.TryDerive(e.BaseIv, item.Chunk, nonce);
+        if (!cipher.TryDecrypt(nonce, input, e.Tags.AsSpan((int)(item.Chunk * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize), dest))
+            throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: t.Tensor.Name, chunk: item.Chunk);
+    }
+
+    /// <summary>Per-worker state: the cipher of the data key used last (consecutive chunks share a key).</summary>
+    private sealed class WorkerState(CryptoTensorsReader reader) : IDisposable
+    {
+        public const int MaxStaging = 8 << 20;
+        private AeadCipher? _cipher;
+        private int _dekOffset = -1;
+        private byte[]? _staging;
+
+        public Span<byte> Staging(int length)
+        {
+            if (_staging is null || _staging.Length < length) _staging = GC.AllocateUninitializedArray<byte>(Math.Max(length, 64 << 10), pinned: true);
+            return _staging.AsSpan(0, length);
+        }
+
+        public AeadCipher CipherFor(int dekOffset)
+        {
+            if (dekOffset == _dekOffset && _cipher is not null) return _cipher;
+            _cipher?.Dispose();
+            _cipher = new AeadCipher(reader.Algorithm, reader.DataKeyAt(dekOffset));
+            _dekOffset = dekOffset;
+            return _cipher;
+        }
+
+        public void Dispose()
+        {
+            _cipher?.Dispose();
+            if (_staging is not null) System.Security.Cryptography.CryptographicOperations.ZeroMemory(_staging);
+        }
+    }
+}
+
+/// <summary>Tensors loaded into one page-locked buffer. Dispose returns the buffer (to its pool, if any).</summary>
+public sealed class LoadedModel : IDisposable
+{
+    private readonly Dictionary<string, (long Offset, long Length)> _layout;
+
+    internal LoadedModel(PinnedHostBuffer buffer, IReadOnlyList<TensorDescriptor> tensors, Dictionary<string, (long Offset, long Length)> layout)
+    {
+        Buffer = buffer;
+        Tensors = tensors;
+        _layout = layout;
+    }
+
+    /// <summary>The buffer holding every tensor.</summary>
+    public PinnedHostBuffer Buffer { get; }
+
+    /// <summary>The tensors, in load order.</summary>
+    public IReadOnlyList<TensorDescriptor> Tensors { get; }
+
+    /// <summary>Offset of a tensor in <see cref="Buffer"/> (256-byte aligned).</summary>
+    public long OffsetOf(string name) => _layout.TryGetValue(name, out var l) ? l.Offset : throw Errors.Create(ErrorCode.TensorNotFound, "tensor not loaded", tensor: name);
+
+    /// <summary>The bytes of a tensor (up to 2 GiB; use <see cref="PointerOf"/> beyond).</summary>
+    public Span<byte> GetSpan(string name)
+    {
+        var (offset, length) = _layout.TryGetValue(name, out var l) ? l : throw Errors.Create(ErrorCode.TensorNotFound, "tensor not loaded", tensor: name);
+        return Buffer.AsSpan(offset, checked((int)length));
+    }
+
+    /// <summary>Address of a tensor's first byte.</summary>
+    public IntPtr PointerOf(string name) => Buffer.Pointer + (nint)OffsetOf(name);
+
+    /// <summary>Returns the buffer (to its pool, which reuses it without clearing: the next load overwrites it).</summary>
+    public void Dispose() => Buffer.Dispose();
+}

@@ -1,0 +1,133 @@
+using CryptoTensors.Gpu.Crypto;
+using CryptoTensors.Gpu.Format;
+using CryptoTensors.Gpu.Keys;
+using CryptoTensors.Gpu.Loading;
+using CryptoTensors.Gpu.Loading.Native;
+using CryptoTensors.Gpu.Reading;
+using CryptoTensors.Gpu.Tests.Vectors;
+using CryptoTensors.Gpu.Writing;
+
+namespace CryptoTensors.Gpu.Tests.Loading;
+
+public class ModelLoaderTests
+{
+    private static IEnumerable<TestCaseData> OkVectorsAndPaths()
+    {
+        foreach (var c in VectorSuiteTests.Vectors())
+        {
+            var name = (string)c.Arguments[0]!;
+            foreach (var path in Enum.GetValues<ReadPath>()) yield return new TestCaseData(name, path).SetName($"Load_{name}_{path}");
+        }
+    }
+
+    [TestCaseSource(nameof(OkVectorsAndPaths))]
+    public void WholeModelLoadAgreesWithTheVectors(string name, ReadPath path)
+    {
+        var e = VectorSuiteTests.Load(name);
+        if (e.Expect == "refuse" && e.Stage == "open") Assert.Pass("refused at open: covered by the reader tests");
+        using var r = VectorSuiteTests.OpenWithVectorKeys(e, out var master);
+        using var _ = master;
+        if (e.Expect == "ok")
+        {
+            using var model = ModelLoader.Load(r, options: new LoadOptions { ReadPath = path });
+            foreach (var t in r.Tensors) Assert.That(model.GetSpan(t.Name).ToArray(), Is.EqualTo(r.ReadTensor(t.Name)), t.Name);
+            Assert.That(model.Tensors.Select(t => model.OffsetOf(t.Name) % 256), Is.All.Zero);
+            return;
+        }
+        var buffers = r.Tensors.ToDictionary(t => t.Name, t => GC.AllocateArray<byte>((int)t.ByteLength, pinned: true));
+        foreach (var b in buffers.Values) b.AsSpan().Fill(0xAA);
+        var ex = Assert.Throws<DecryptionException>(() => ModelLoader.LoadInto(r, t => Dest(buffers[t.Name]), new LoadOptions { ReadPath = path }));
+        Assert.That(ex!.Tensor, Is.AnyOf(e.Failing));
+        Assert.That(buffers.Values.SelectMany(b => b), Is.All.EqualTo(0), "a refused load returns nothing");
+    }
+
+    private static unsafe TensorDestination Dest(byte[] pinned)
+        => new((IntPtr)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(pinned)), pinned.Length);
+
+    [TestCase(1, 64, ReadPath.PositionalRead)]
+    [TestCase(2, 64, ReadPath.PositionalRead)]
+    [TestCase(2, 7, ReadPath.MemoryMapped)]
+    [TestCase(1, 0, ReadPath.MemoryMapped)]
+    public void ManyTensorsOfEveryKindLoadInParallel(int version, int chunk, ReadPath path)
+    {
+        using var tmp = new TempDir();
+        using var master = MasterKey.Generate(AeadAlgorithm.ChaCha20Poly1305);
+        using var signer = SigningKey.Generate();
+        var tensors = TestModels.EveryDtype();
+        for (var i = 0; i < 200; i++) tensors.Add(TestModels.Tensor($"lora.{i}", Dtype.F32, [4, (ulong)(i % 9)], i));
+        tensors.Add(TestModels.Tensor("big", Dtype.U8, [100_003], 5));
+        CryptoTensorsWriter.Write(tmp.File("m"), tensors, new WriterOptions
+        {
+            MasterKey = master, SigningKey = signer, FormatVersion = version, ChunkSize = Math.Max(chunk, 1),
+            EncryptOnly = tensors.Where((t, i) => i % 3 != 0).Select(t => t.Name).ToList(),
+        });
+        using var r = CryptoTensorsReader.Open(tmp.File("m"), TestModels.Keys(master, signer));
+        var progress = new List<TensorProgress>();
+        using var model = ModelLoader.Load(r, options: new LoadOptions { ReadPath = path, PlainBlockSize = 1000, Progress = new Sync(progress), MaxDegreeOfParallelism = 4 });
+        var want = TestModels.Plain(tensors);
+        foreach (var t in tensors) Assert.That(model.GetSpan(t.Name).ToArray(), Is.EqualTo(want[t.Name]), t.Name);
+        lock (progress) Assert.That(progress.Max(p => p.BytesDone), Is.EqualTo(tensors.Sum(t => t.ByteLength)));
+        lock (progress) Assert.That(progress.Max(p => p.TensorsDone), Is.EqualTo(tensors.Count));
+    }
+
+    private sealed class Sync(List<TensorProgress> list) : IProgress<TensorProgress>
+    {
+        public void Report(TensorProgress value) { lock (list) list.Add(value); }
+    }
+
+    [Test]
+    public void ASubsetLoadsOnlyWhatWasAskedAndThePoolIsReused()
+    {
+        if (!PinnedHostBuffer.NativeShimAvailable) Assert.Ignore("native shim not loadable: " + PinnedHostBuffer.NativeShimLoadError);
+        using var tmp = new TempDir();
+        using var master = MasterKey.Generate();
+        using var signer = SigningKey.Generate();
+        var tensors = TestModels.EveryDtype();
+        CryptoTensorsWriter.Write(tmp.File("m"), tensors, new WriterOptions { MasterKey = master, SigningKey = signer, ChunkSize = 16 });
+        using var r = CryptoTensorsReader.Open(tmp.File("m"), TestModels.Keys(master, signer));
+        using var pool = new PinnedMemoryPool(64 << 20);
+        IntPtr first;
+        using (var m = ModelLoader.Load(r, pool, new LoadOptions { Tensors = ["t.f32", "t.bf16"] }))
+        {
+            Assert.That(m.Tensors.Select(t => t.Name), Is.EquivalentTo(new[] { "t.f32", "t.bf16" }));
+            Assert.Throws<MalformedFileException>(() => m.GetSpan("t.u8"));
+            Assert.That(m.GetSpan("t.bf16").ToArray(), Is.EqualTo(TestModels.Plain(tensors)["t.bf16"]));
+            first = m.Buffer.Pointer;
+        }
+        using (var m = ModelLoader.Load(r, pool, new LoadOptions { Tensors = ["t.f32", "t.bf16"] }))
+            Assert.That(m.Buffer.Pointer, Is.EqualTo(first), "the released, touched buffer is reused");
+        Assert.That(pool.GetStatistics().Hits, Is.GreaterThanOrEqualTo(1));
+    }
+
+    [Test]
+    public void CancellationClearsEverythingAndThrows()
+    {
+        using var tmp = new TempDir();
+        using var master = MasterKey.Generate();
+        using var signer = SigningKey.Generate();
+        CryptoTensorsWriter.Write(tmp.File("m"), [TestModels.Tensor("x", Dtype.U8, [10_000], 1)], new WriterOptions { MasterKey = master, SigningKey = signer, ChunkSize = 10 });
+        using var r = CryptoTensorsReader.Open(tmp.File("m"), TestModels.Keys(master, signer));
+        using var cts = new CancellationTokenSource();
+        var buffer = GC.AllocateArray<byte>(10_000, pinned: true);
+        var progress = new CancelAfter(cts, 50);
+        Assert.That(() => ModelLoader.LoadInto(r, _ => Dest(buffer), new LoadOptions { Progress = progress }, cts.Token), Throws.InstanceOf<OperationCanceledException>());
+        Assert.That(buffer, Is.All.EqualTo(0));
+    }
+
+    private sealed class CancelAfter(CancellationTokenSource cts, int n) : IProgress<TensorProgress>
+    {
+        private int _count;
+        public void Report(TensorProgress value) { if (Interlocked.Increment(ref _count) == n) cts.Cancel(); }
+    }
+
+    [Test]
+    public void WrongDestinationSizeIsRefusedBeforeAnyWork()
+    {
+        using var tmp = new TempDir();
+        CryptoTensorsWriter.Write(tmp.File("m"), [TestModels.Tensor("x", Dtype.U8, [10], 1)], new WriterOptions());
+        using var r = CryptoTensorsReader.Open(tmp.File("m"), new ReaderOptions { Keys = new() });
+        var buffer = GC.AllocateArray<byte>(9, pinned: true);
+        var ex = Assert.Throws<MalformedFileException>(() => ModelLoader.LoadInto(r, _ => Dest(buffer)));
+        Assert.That(ex!.Code, Is.EqualTo(ErrorCode.DestinationSize));
+    }
+}
