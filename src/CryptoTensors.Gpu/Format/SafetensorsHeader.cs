@@ -94,7 +94,8 @@ public sealed class SafetensorsHeader
         }
         catch (JsonException e)
         {
-            var code = e.Message.Contains("depth", StringComparison.OrdinalIgnoreCase) ? ErrorCode.NestingTooDeep : ErrorCode.InvalidJson;
+            // Only exceeding MaxDepth is a nesting error; a truncated document also mentions "depth" in its message.
+            var code = reader.CurrentDepth >= MaxJsonDepth ? ErrorCode.NestingTooDeep : ErrorCode.InvalidJson;
             throw Errors.Create(code, $"invalid JSON in header at byte {reader.BytesConsumed}: {e.Message}", inner: e);
         }
         catch (InvalidOperationException e)

@@ -260,6 +260,107 @@ public sealed class CryptoTensorsReader : IDisposable
         }
     }
 
+    /// <summary>
+    /// Reads bytes <c>[offset, offset + destination.Length)</c> of a tensor. For chunked (v2) tensors only the chunks
+    /// covering the range are read and authenticated (each tag checked); whole chunks inside the range are decrypted
+    /// straight into <paramref name="destination"/>, the partial chunks at its edges through a cleared scratch buffer.
+    /// A v1 tensor has one tag over all of it, so it is decrypted whole (into scratch) and the range copied.
+    /// On failure the destination is zeroed.
+    /// </summary>
+    public void ReadRange(string name, long offset, Span<byte> destination)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var t = Info(name);
+        if (offset < 0 || offset > t.ByteLength || destination.Length > t.ByteLength - offset)
+            throw Errors.Create(ErrorCode.DestinationSize, $"range [{offset},{offset + destination.Length}) is outside the tensor's {t.ByteLength} bytes", tensor: name);
+        var fileStart = Header.DataStart + (long)t.Begin;
+        try
+        {
+            if (!_crypto.TryGetValue(name, out var c))
+            {
+                if (ReadExactly(_file, destination, fileStart + offset) != destination.Length) throw FileChanged(name);
+                return;
+            }
+            ValidateEntry(name, c.Entry, t.ByteLength, CryptoKeys!.ChunkSize);
+            if (CryptoKeys.ChunkSize is not { } cs)
+            {
+                var whole = System.Buffers.ArrayPool<byte>.Shared.Rent((int)t.ByteLength);
+                try
+                {
+                    ReadTensor(name, whole.AsSpan(0, (int)t.ByteLength));
+                    whole.AsSpan((int)offset, destination.Length).CopyTo(destination);
+                }
+                finally
+                {
+                    CryptographicOperations.ZeroMemory(whole);
+                    System.Buffers.ArrayPool<byte>.Shared.Return(whole);
+                }
+                return;
+            }
+            if (destination.IsEmpty) return;
+            using var cipher = new AeadCipher(_algorithm, DataKeyAt(c.DekOffset));
+            Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
+            var first = offset / cs;
+            var last = (offset + destination.Length - 1) / cs;
+            byte[]? scratch = null;
+            try
+            {
+                for (var i = first; i <= last; i++)
+                {
+                    var chunkStart = i * cs;
+                    var chunkLen = (int)Math.Min(cs, t.ByteLength - chunkStart);
+                    var inside = chunkStart >= offset && chunkStart + chunkLen <= offset + destination.Length;
+                    Span<byte> target;
+                    if (inside) target = destination.Slice((int)(chunkStart - offset), chunkLen);
+                    else target = (scratch ??= GC.AllocateUninitializedArray<byte>((int)cs, pinned: true)).AsSpan(0, chunkLen);
+                    if (ReadExactly(_file, target, fileStart + chunkStart) != chunkLen) throw FileChanged(name);
+                    DecryptChunk(name, cipher, c.Entry, target, i, nonce);
+                    if (!inside)
+                    {
+                        var from = Math.Max(offset, chunkStart);
+                        var to = Math.Min(offset + destination.Length, chunkStart + chunkLen);
+                        target.Slice((int)(from - chunkStart), (int)(to - from)).CopyTo(destination[(int)(from - offset)..]);
+                    }
+                }
+            }
+            finally
+            {
+                if (scratch is not null) CryptographicOperations.ZeroMemory(scratch);
+            }
+        }
+        catch
+        {
+            destination.Clear();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Reads several byte ranges of one tensor (e.g. one tensor-parallel rank's rows), concatenated into
+    /// <paramref name="destination"/>; only the chunks covering them are decrypted.
+    /// </summary>
+    public void ReadSlice(string name, IReadOnlyList<(long Offset, long Length)> ranges, Span<byte> destination)
+    {
+        var total = 0L;
+        foreach (var (_, length) in ranges) total += length;
+        if (total != destination.Length)
+            throw Errors.Create(ErrorCode.DestinationSize, $"destination is {destination.Length} bytes, the ranges cover {total}", tensor: name);
+        var at = 0;
+        try
+        {
+            foreach (var (o, l) in ranges)
+            {
+                ReadRange(name, o, destination.Slice(at, (int)l));
+                at += (int)l;
+            }
+        }
+        catch
+        {
+            destination.Clear();
+            throw;
+        }
+    }
+
     private TensorInfo Info(string name)
         => Header.TryGetTensor(name, out var t) ? t : throw Errors.Create(ErrorCode.TensorNotFound, "tensor not found", tensor: name);
 
@@ -284,17 +385,21 @@ public sealed class CryptoTensorsReader : IDisposable
             return;
         }
         Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
-        for (long i = 0; i < chunks; i++) DecryptChunk(name, cipher, e, data, chunkSize, i, nonce);
+        for (long i = 0; i < chunks; i++) DecryptChunk(name, cipher, e, ChunkOf(data, chunkSize, i), i, nonce);
     }
 
-    private static void DecryptChunk(string name, AeadCipher cipher, EncryptionEntry e, Span<byte> data, long chunkSize, long i, Span<byte> nonce)
+    /// <summary>Decrypts chunk <paramref name="i"/> in place; <paramref name="chunk"/> holds exactly its bytes.</summary>
+    private static void DecryptChunk(string name, AeadCipher cipher, EncryptionEntry e, Span<byte> chunk, long i, Span<byte> nonce)
     {
-        var start = (int)(i * chunkSize);
-        var len = (int)Math.Min(chunkSize, data.Length - start);
         ChunkNonce.TryDerive(e.BaseIv, i, nonce);
-        var chunk = data.Slice(start, len);
         if (!cipher.TryDecrypt(nonce, chunk, e.Tags.AsSpan((int)(i * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize), chunk))
             throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: name, chunk: i);
+    }
+
+    private static Span<byte> ChunkOf(Span<byte> data, long chunkSize, long i)
+    {
+        var start = (int)(i * chunkSize);
+        return data.Slice(start, (int)Math.Min(chunkSize, data.Length - start));
     }
 
     /// <summary>Chunks of one tensor across the thread pool, one cipher per worker.</summary>
@@ -311,7 +416,7 @@ public sealed class CryptoTensorsReader : IDisposable
                 Parallel.For(0L, chunks, () => new AeadCipher(algorithm, deks.Span.Slice(dekOffset, algorithm.KeySize())), (i, _, cipher) =>
                 {
                     Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
-                    DecryptChunk(name, cipher, e, new Span<byte>((void*)ptr, length), chunkSize, i, nonce);
+                    DecryptChunk(name, cipher, e, ChunkOf(new Span<byte>((void*)ptr, length), chunkSize, i), i, nonce);
                     return cipher;
                 }, cipher => cipher.Dispose());
             }
