@@ -1,0 +1,12 @@
+using BenchmarkDotNet.Running;
+
+namespace CryptoTensors.Gpu.Benchmarks;
+
+/// <summary>
+/// Micro-benchmarks (BenchmarkDotNet). Run: <c>dotnet run -c Release --project benchmarks/CryptoTensors.Gpu.Benchmarks -- --filter '*'</c>.
+/// Whole-model loads are measured by <c>ctensors demo</c>.
+/// </summary>
+public static class Program
+{
+    public static void Main(string[] args) => BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+}
