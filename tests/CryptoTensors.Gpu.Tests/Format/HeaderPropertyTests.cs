@@ -1,0 +1,264 @@
+using System.Buffers.Binary;
+using System.Text;
+using CryptoTensors.Gpu.Format;
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace CryptoTensors.Gpu.Tests.Format;
+
+/// <summary>
+/// Property tests: header serialization round-trips through the reader for random tensors and metadata, and the
+/// reader refuses arbitrary bytes only with <see cref="CryptoTensorsException"/>.
+/// </summary>
+public class HeaderPropertyTests
+{
+    public sealed record TensorSpec(string Name, Dtype Dtype, ulong[] Shape)
+    {
+        public override string ToString() => $"{CompactJsonWriterTests.Escape(Name)}:{Dtype.Name()}[{string.Join(',', Shape)}]";
+    }
+
+    public sealed record HeaderCase(Dictionary<string, string>? Metadata, List<TensorSpec> Tensors)
+    {
+        public override string ToString()
+            => "meta=" + (Metadata is null ? "null" : "{" + string.Join(", ", Metadata.Select(kv => CompactJsonWriterTests.Escape(kv.Key) + "=" + CompactJsonWriterTests.Escape(kv.Value))) + "}")
+               + " tensors=[" + string.Join(", ", Tensors) + "]";
+    }
+
+    // ---- generators -----------------------------------------------------------------------------------------------
+
+    private static readonly Gen<string> Piece = Gen.Frequency(
+        (4, Gen.Choose(0x20, 0x7E).Select(c => ((char)c).ToString())),
+        (2, Gen.Choose(0x00, 0x1F).Select(c => ((char)c).ToString())),
+        (2, Gen.Elements("\"", "\\", "/", "\u007f", "__", ".", "<", "&", "'")),
+        (2, Gen.Choose(0x80, 0xD7FF).Select(c => ((char)c).ToString())),
+        (1, Gen.Choose(0xE000, 0xFFFF).Select(c => ((char)c).ToString())),
+        (1, Gen.Elements("\uFF5E", "\uFFFF", "\uE000", "\U0001F600", "\U00010000", "\U0010FFFF")),
+        (2, Gen.Choose(0x10000, 0x10FFFF).Select(char.ConvertFromUtf32)));
+
+    private static Gen<string> Text(int maxPieces) => Gen.Choose(0, maxPieces).SelectMany(n => Gen.ListOf(Piece, n)).Select(p => string.Concat(p));
+
+    private static readonly Gen<ulong> Dim = Gen.Frequency((1, Gen.Constant(0UL)), (4, Gen.Choose(1, 5).Select(d => (ulong)d)));
+
+    private static readonly Gen<ulong[]> ShapeGen = Gen.Choose(0, 3).SelectMany(rank => Gen.ArrayOf(Dim, rank));
+
+    private static readonly Gen<TensorSpec> TensorGen =
+        from name in Text(6)
+        from dtype in Gen.Elements(Dtypes.All.ToArray())
+        from shape in ShapeGen
+        select new TensorSpec(name, dtype, shape);
+
+    private static readonly Gen<TensorSpec> AlignedTensorGen = TensorGen.Where(t => t.Dtype.TryByteSize(t.Shape, out _) is null);
+
+    private static readonly Gen<Dictionary<string, string>?> MetadataGen = Gen.Frequency(
+        (1, Gen.Constant<Dictionary<string, string>?>(null)),
+        (4, Gen.Choose(0, 5).SelectMany(n => Gen.ListOf(Gen.Zip(Text(5), Text(12)), n))
+            .Select(kvs =>
+            {
+                var d = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var (k, v) in kvs) d[k] = v;
+                return (Dictionary<string, string>?)d;
+            })));
+
+    private static readonly Gen<HeaderCase> CaseGen =
+        from meta in MetadataGen
+        from n in Gen.Choose(0, 8)
+        from tensors in Gen.ListOf(AlignedTensorGen, n)
+        select new HeaderCase(meta, tensors.DistinctBy(t => t.Name, StringComparer.Ordinal).Where(t => t.Name != "__metadata__").ToList());
+
+    // ---- helpers --------------------------------------------------------------------------------------------------
+
+    private static List<HeaderTensor> Layout(IEnumerable<TensorSpec> tensors)
+    {
+        var ordered = tensors.ToList();
+        ordered.Sort((x, y) => WriterOrder.Compare(x.Dtype, x.Name, y.Dtype, y.Name));
+        var result = new List<HeaderTensor>(ordered.Count);
+        ulong offset = 0;
+        foreach (var t in ordered)
+        {
+            if (t.Dtype.TryByteSize(t.Shape, out var size) is { } err) throw new InvalidOperationException($"generator produced {err}");
+            result.Add(new HeaderTensor(t.Name, t.Dtype, t.Shape, offset, offset + size));
+            offset += size;
+        }
+        return result;
+    }
+
+    private static byte[] FileOf(byte[] header, ulong dataLength)
+    {
+        var file = new byte[8 + header.Length + (int)dataLength];
+        BinaryPrimitives.WriteUInt64LittleEndian(file, (ulong)header.Length);
+        header.CopyTo(file, 8);
+        return file;
+    }
+
+    private static void Require(bool ok, Func<string> message)
+    {
+        if (!ok) throw new InvalidOperationException(message());
+    }
+
+    private static Config Quick(int maxTest) => Config.QuickThrowOnFailure.WithMaxTest(maxTest);
+
+    // ---- round trip -----------------------------------------------------------------------------------------------
+
+    private static void RoundTrip(HeaderCase c)
+    {
+        var layout = Layout(c.Tensors);
+        var json = HeaderSerializer.Serialize(c.Metadata, layout);
+        var padded = HeaderSerializer.Pad(json);
+        Require(padded.Length % 8 == 0, () => $"padded length {padded.Length} is not a multiple of 8");
+        Require(padded.Length - json.Length is >= 0 and <= 7, () => $"{padded.Length - json.Length} padding bytes");
+        Require(padded.AsSpan(0, json.Length).SequenceEqual(json), () => "padding changed the JSON");
+        Require(padded.Skip(json.Length).All(b => b == (byte)' '), () => "padding is not spaces");
+
+        var dataLength = layout.Count == 0 ? 0 : layout[^1].End;
+        var file = FileOf(padded, dataLength);
+        var h = SafetensorsHeaderTests.ParseFile(file);
+        var headerText = Encoding.UTF8.GetString(json);
+
+        Require(h.HeaderLength == padded.Length, () => $"HeaderLength {h.HeaderLength} != {padded.Length}");
+        Require(h.DataLength == (long)dataLength, () => $"DataLength {h.DataLength} != {dataLength}");
+        Require(h.Tensors.Count == layout.Count, () => $"{h.Tensors.Count} tensors parsed, {layout.Count} written: {headerText}");
+        for (var i = 0; i < layout.Count; i++)
+        {
+            var want = layout[i];
+            var got = h.Tensors[i];
+            Require(got.Name == want.Name, () => $"tensor {i}: name {CompactJsonWriterTests.Escape(got.Name)} != {CompactJsonWriterTests.Escape(want.Name)} (offset order must equal writer order)");
+            Require(got.Dtype == want.Dtype, () => $"{CompactJsonWriterTests.Escape(want.Name)}: dtype {got.Dtype} != {want.Dtype}");
+            Require(got.Shape.SequenceEqual(want.Shape), () => $"{CompactJsonWriterTests.Escape(want.Name)}: shape differs");
+            Require(got.Begin == want.Begin && got.End == want.End, () => $"{CompactJsonWriterTests.Escape(want.Name)}: offsets [{got.Begin},{got.End}) != [{want.Begin},{want.End})");
+            Require(h.TryGetTensor(want.Name, out var byName) && ReferenceEquals(byName, got), () => $"lookup of {CompactJsonWriterTests.Escape(want.Name)} failed");
+        }
+        if (c.Metadata is null) Require(h.Metadata is null, () => "metadata appeared");
+        else
+        {
+            Require(h.Metadata is not null && h.Metadata.Count == c.Metadata.Count, () => "metadata count differs");
+            foreach (var (k, v) in c.Metadata)
+                Require(h.Metadata!.TryGetValue(k, out var got) && got == v, () => $"metadata {CompactJsonWriterTests.Escape(k)} differs");
+        }
+
+        var again = HeaderSerializer.Serialize(h.Metadata, h.Tensors.Select(t => new HeaderTensor(t.Name, t.Dtype, t.Shape, t.Begin, t.End)));
+        Require(again.AsSpan().SequenceEqual(json), () => $"re-serialization differs:\n{Encoding.UTF8.GetString(again)}\n{headerText}");
+    }
+
+    [Test]
+    public void SerializeParseRoundTrips()
+        => Check.One(Quick(500), Prop.ForAll(CaseGen.ToArbitrary(), RoundTrip));
+
+    [Test]
+    public void RoundTripsWithManyTiedEmptyTensors()
+    {
+        // Bias towards zero-size tensors so that ties at one offset (§4.4) are frequent.
+        var empty = from name in Text(3)
+                    from dtype in Gen.Elements(Dtypes.All.ToArray())
+                    from rank in Gen.Choose(1, 3)
+                    from zeroAt in Gen.Choose(0, rank - 1)
+                    select new TensorSpec(name, dtype, Enumerable.Range(0, rank).Select(i => i == zeroAt ? 0UL : 2UL).ToArray());
+        var gen = from meta in MetadataGen
+                  from n in Gen.Choose(2, 10)
+                  from tensors in Gen.ListOf(Gen.Frequency((3, empty), (1, AlignedTensorGen)), n)
+                  select new HeaderCase(meta, tensors.DistinctBy(t => t.Name, StringComparer.Ordinal).Where(t => t.Name != "__metadata__").ToList());
+        Check.One(Quick(300), Prop.ForAll(gen.ToArbitrary(), RoundTrip));
+    }
+
+    [Test]
+    public void RoundTripHoldsForAFixedAwkwardCase()
+    {
+        // Deterministic companion of the properties: astral vs U+FF5E names, controls, ties, metadata escapes.
+        RoundTrip(new HeaderCase(
+            new Dictionary<string, string> { ["\U0001F600"] = "\0\u001f\"\\", ["\uFF5E"] = "", ["__crypto_keys__"] = "{\"a\":1}" },
+            [
+                new TensorSpec("\U0001F600", Dtype.U8, [0]),
+                new TensorSpec("\uFF5E", Dtype.U8, [0]),
+                new TensorSpec("\t\n", Dtype.F4, [2]),
+                new TensorSpec("", Dtype.C64, []),
+                new TensorSpec("x", Dtype.F6_E2M3, [4, 0]),
+                new TensorSpec("y", Dtype.BF16, [3, 1, 2]),
+            ]));
+    }
+
+    // ---- fuzz -----------------------------------------------------------------------------------------------------
+
+    /// <summary>Parses as the reader does (full file and header-only); anything but a CryptoTensorsException fails.</summary>
+    private static void OnlyCryptoTensorsExceptions(byte[] file)
+    {
+        try { SafetensorsHeaderTests.ParseFile(file); }
+        catch (CryptoTensorsException) { }
+        if (file.Length >= 8)
+        {
+            try { SafetensorsHeader.Parse(file.AsSpan(8), null); }
+            catch (CryptoTensorsException) { }
+        }
+    }
+
+    private static readonly Gen<byte[]> RandomBytes = Gen.Choose(0, 256).SelectMany(n => Gen.ArrayOf(Gen.Choose(0, 255).Select(b => (byte)b), n));
+
+    [Test]
+    public void RandomBytesOnlyRaiseCryptoTensorsException()
+        => Check.One(Quick(1000), Prop.ForAll(RandomBytes.ToArbitrary(), OnlyCryptoTensorsExceptions));
+
+    [Test]
+    public void RandomHeaderBytesWithAValidPrefixOnlyRaiseCryptoTensorsException()
+    {
+        var gen = from header in RandomBytes
+                  from extra in Gen.Choose(0, 16)
+                  select FileOf(header, (ulong)extra);
+        Check.One(Quick(1000), Prop.ForAll(gen.ToArbitrary(), OnlyCryptoTensorsExceptions));
+    }
+
+    private static readonly string[] Tokens =
+    [
+        "{", "}", "[", "]", ":", ",", " ", "\n", "\"a\"", "\"b\"", "\"__metadata__\"", "\"dtype\"", "\"shape\"", "\"data_offsets\"",
+        "\"F32\"", "\"U8\"", "\"F4\"", "\"F6_E2M3\"", "\"X\"", "0", "1", "2", "4", "8", "-1", "-0", "1.5", "16.0", "1e3", "01",
+        "18446744073709551615", "18446744073709551616", "4611686018427387904", "null", "true", "false", "\"\"",
+        "\"\\u0000\"", "\"\\ud800\"", "\"\\udc00\\ud800\"", "\"\\ud83d\\ude00\"", "\"\u00e9\"", "\"\\x\"", "\"\\\"", "/*", "*/", "\"",
+    ];
+
+    [Test]
+    public void JsonTokenSoupOnlyRaisesCryptoTensorsException()
+    {
+        var gen = from tokens in Gen.Choose(0, 40).SelectMany(n => Gen.ListOf(Gen.Elements(Tokens), n))
+                  from data in Gen.Choose(0, 16)
+                  select FileOf(Encoding.UTF8.GetBytes(string.Concat(tokens)), (ulong)data);
+        Check.One(Quick(2000), Prop.ForAll(gen.ToArbitrary(), OnlyCryptoTensorsExceptions));
+    }
+
+    [Test]
+    public void NearlyValidHeadersOnlyRaiseCryptoTensorsException()
+    {
+        // Structurally valid headers with random dtypes, shapes and offsets: exercises the offset/size validation.
+        var value = Gen.Elements("0", "1", "2", "3", "4", "8", "16", "18446744073709551615", "4294967296", "2305843009213693952");
+        var tensor = from name in Gen.Elements("a", "b", "c", "\U0001F600", "\uFF5E")
+                     from dtype in Gen.Elements("F32", "U8", "F4", "F6_E3M2", "U64", "BOOL", "C64", "bad")
+                     from shape in Gen.Choose(0, 3).SelectMany(r => Gen.ListOf(value, r))
+                     from begin in value
+                     from end in value
+                     select $"\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":[{string.Join(',', shape)}],\"data_offsets\":[{begin},{end}]}}";
+        var gen = from tensors in Gen.Choose(0, 5).SelectMany(n => Gen.ListOf(tensor, n))
+                  from data in Gen.Choose(0, 40)
+                  select FileOf(Encoding.UTF8.GetBytes("{" + string.Join(",", tensors) + "}"), (ulong)data);
+        Check.One(Quick(2000), Prop.ForAll(gen.ToArbitrary(), OnlyCryptoTensorsExceptions));
+    }
+
+    [Test]
+    public void MutatedValidFilesOnlyRaiseCryptoTensorsException()
+    {
+        var gen = from c in CaseGen
+                  from mutations in Gen.Choose(1, 4).SelectMany(n => Gen.ListOf(Gen.Zip(Gen.Choose(0, 1 << 20), Gen.Choose(0, 255)), n))
+                  from truncate in Gen.Frequency((3, Gen.Constant(-1)), (1, Gen.Choose(0, 1 << 20)))
+                  select Mutate(c, mutations, truncate);
+        Check.One(Quick(1000), Prop.ForAll(gen.ToArbitrary(), OnlyCryptoTensorsExceptions));
+    }
+
+    private static byte[] Mutate(HeaderCase c, IEnumerable<(int Position, int Value)> mutations, int truncate)
+    {
+        var layout = Layout(c.Tensors);
+        var padded = HeaderSerializer.Pad(HeaderSerializer.Serialize(c.Metadata, layout));
+        var file = FileOf(padded, layout.Count == 0 ? 0 : layout[^1].End);
+        // Mutate the header region (not the length prefix, which the random-bytes properties cover).
+        foreach (var (pos, v) in mutations)
+        {
+            if (padded.Length == 0) break;
+            file[8 + pos % padded.Length] = (byte)v;
+        }
+        return truncate < 0 ? file : file.AsSpan(0, truncate % (file.Length + 1)).ToArray();
+    }
+}
