@@ -95,7 +95,7 @@ public sealed class SafetensorsHeader
         catch (JsonException e)
         {
             // Only exceeding MaxDepth is a nesting error; a truncated document also mentions "depth" in its message.
-            var code = reader.CurrentDepth >= MaxJsonDepth ? ErrorCode.NestingTooDeep : ErrorCode.InvalidJson;
+            var code = reader.CurrentDepth >= MaxJsonDepth - 1 ? ErrorCode.NestingTooDeep : ErrorCode.InvalidJson;
             throw Errors.Create(code, $"invalid JSON in header at byte {reader.BytesConsumed}: {e.Message}", inner: e);
         }
         catch (InvalidOperationException e)

@@ -80,13 +80,15 @@ public class CompactJsonWriterTests
         => Assert.That(StrBytes("\u00e9\U0001F600"), Is.EqualTo(new byte[] { 0x22, 0xC3, 0xA9, 0xF0, 0x9F, 0x98, 0x80, 0x22 }));
 
     // Attribute arguments are stored as UTF-8, which cannot hold a lone surrogate: build the strings in code.
-    private static readonly string[][] LoneSurrogates =
-        [["\uD800"], ["\uDFFF"], ["a\uD83D"], ["\uDE00b"], ["\uDE00\uD83D"], ["\U0001F600\uD83D"]];
+    // The adapter may pass case arguments through UTF-8 as well, so the cases carry an index into this table.
+    private static readonly string[] LoneSurrogateValues = ["\uD800", "\uDFFF", "a\uD83D", "\uDE00b", "\uDE00\uD83D", "\U0001F600\uD83D"];
+
+    private static IEnumerable<int> LoneSurrogates() => Enumerable.Range(0, LoneSurrogateValues.Length);
 
     [TestCaseSource(nameof(LoneSurrogates))]
-    public void LoneSurrogateIsAnError(string value)
+    public void LoneSurrogateIsAnError(int index)
     {
-        Assert.That(value.EnumerateRunes().Any(r => r == System.Text.Rune.ReplacementChar), Is.False);
+        var value = LoneSurrogateValues[index];
         Assert.That(System.Text.Unicode.Utf8.FromUtf16(value, new byte[64], out _, out _, replaceInvalidSequences: false),
             Is.EqualTo(System.Buffers.OperationStatus.InvalidData), "the case really holds a lone surrogate");
         var ex = Assert.Throws(Is.InstanceOf<CryptoTensorsException>(), () => Str(value)) as CryptoTensorsException;
