@@ -45,33 +45,33 @@ internal static class Builtins
         var list = new Builtin[]
         {
             new("count", 1, (_, a) => Count(a[0])),
-            new("startswith", 2, (_, a) => Value.Bool(Str(a, 0, "startswith").StartsWith(Str(a, 1, "startswith"), StringComparison.Ordinal))),
-            new("endswith", 2, (_, a) => Value.Bool(Str(a, 0, "endswith").EndsWith(Str(a, 1, "endswith"), StringComparison.Ordinal))),
-            new("contains", 2, (_, a) => Value.Bool(Str(a, 0, "contains").Contains(Str(a, 1, "contains"), StringComparison.Ordinal))),
-            new("lower", 1, (_, a) => new StringValue(Str(a, 0, "lower").ToLowerInvariant())),
-            new("upper", 1, (_, a) => new StringValue(Str(a, 0, "upper").ToUpperInvariant())),
-            new("trim_space", 1, (_, a) => new StringValue(Str(a, 0, "trim_space").Trim())),
+            new("startswith", 2, (_, a) => Value.Bool(Str(a, 0).StartsWith(Str(a, 1), StringComparison.Ordinal))),
+            new("endswith", 2, (_, a) => Value.Bool(Str(a, 0).EndsWith(Str(a, 1), StringComparison.Ordinal))),
+            new("contains", 2, (_, a) => Value.Bool(Str(a, 0).Contains(Str(a, 1), StringComparison.Ordinal))),
+            new("lower", 1, (_, a) => new StringValue(Str(a, 0).ToLowerInvariant())),
+            new("upper", 1, (_, a) => new StringValue(Str(a, 0).ToUpperInvariant())),
+            new("trim_space", 1, (_, a) => new StringValue(Str(a, 0).Trim())),
             new("concat", 2, Concat),
             new("split", 2, Split),
             new("sprintf", 2, Sprintf.Invoke),
-            new("regex.match", 2, (c, a) => Value.Bool(RegexSupport.IsMatch(Str(a, 0, "regex.match"), Str(a, 1, "regex.match"), c.RegexTimeout))),
+            new("regex.match", 2, (c, a) => Value.Bool(RegexSupport.IsMatch(Str(a, 0), Str(a, 1), c))),
             new("glob.match", 3, Glob.Invoke),
             new("time.now_ns", 0, (c, _) => NumberValue.Of(c.NowNs())),
-            new("time.parse_rfc3339_ns", 1, (_, a) => NumberValue.Of(Rfc3339.ParseNs(Str(a, 0, "time.parse_rfc3339_ns")))),
-            new("semver.compare", 2, (_, a) => NumberValue.Of(Semver.Compare(Str(a, 0, "semver.compare"), Str(a, 1, "semver.compare")))),
+            new("time.parse_rfc3339_ns", 1, (_, a) => NumberValue.Of(Rfc3339.ParseNs(Str(a, 0)))),
+            new("semver.compare", 2, (_, a) => NumberValue.Of(Semver.Compare(Str(a, 0), Str(a, 1)))),
             new("semver.is_valid", 1, (_, a) => Value.Bool(a[0] is StringValue s && Semver.IsValid(s.Value))),
             new("object.get", 3, ObjectGet),
             new("type_name", 1, (_, a) => new StringValue(a[0].TypeName)),
             new("sum", 1, Sum),
-            new("max", 1, (_, a) => Extreme(a[0], "max", +1)),
-            new("min", 1, (_, a) => Extreme(a[0], "min", -1)),
+            new("max", 1, (_, a) => Extreme(a[0], +1)),
+            new("min", 1, (_, a) => Extreme(a[0], -1)),
             new("abs", 1, (_, a) => Abs(a[0])),
             new("to_number", 1, (_, a) => ToNumber(a[0])),
         };
         return list.ToDictionary(b => b.Name, StringComparer.Ordinal);
     }
 
-    internal static string Str(Value[] a, int i, string fn) => a[i] is StringValue s
+    internal static string Str(Value[] a, int i) => a[i] is StringValue s
         ? s.Value
         : throw new BuiltinException($"operand {i + 1} must be string but got {a[i].TypeName}");
 
@@ -95,7 +95,7 @@ internal static class Builtins
         return n;
     }
 
-    private static IEnumerable<Value> Elements(Value v, string fn, int operand) => v switch
+    private static IEnumerable<Value> Elements(Value v, int operand) => v switch
     {
         ArrayValue a => a.Items,
         SetValue s => s.Sorted,
@@ -104,10 +104,10 @@ internal static class Builtins
 
     private static Value Concat(IBuiltinContext c, Value[] a)
     {
-        var delim = Str(a, 0, "concat");
+        var delim = Str(a, 0);
         var sb = new StringBuilder();
         var first = true;
-        foreach (var e in Elements(a[1], "concat", 2))
+        foreach (var e in Elements(a[1], 2))
         {
             if (e is not StringValue s) throw new BuiltinException($"operand 2 must contain only strings but got {e.TypeName}");
             if (!first) sb.Append(delim);
@@ -120,8 +120,8 @@ internal static class Builtins
 
     private static Value Split(IBuiltinContext c, Value[] a)
     {
-        var s = Str(a, 0, "split");
-        var d = Str(a, 1, "split");
+        var s = Str(a, 0);
+        var d = Str(a, 1);
         string[] parts;
         if (d.Length == 0)
         {
@@ -156,7 +156,7 @@ internal static class Builtins
     private static Value Sum(IBuiltinContext c, Value[] a)
     {
         Value acc = NumberValue.Of(0);
-        foreach (var e in Elements(a[0], "sum", 1))
+        foreach (var e in Elements(a[0], 1))
         {
             if (e is not NumberValue) throw new BuiltinException($"operand 1 must contain only numbers but got {e.TypeName}");
             acc = Arithmetic(BinOp.Add, acc, e);
@@ -164,10 +164,10 @@ internal static class Builtins
         return acc;
     }
 
-    private static Value? Extreme(Value coll, string fn, int sign)
+    private static Value? Extreme(Value coll, int sign)
     {
         Value? best = null;
-        foreach (var e in Elements(coll, fn, 1))
+        foreach (var e in Elements(coll, 1))
         {
             if (best is null || e.CompareTo(best) * sign > 0) best = e;
         }

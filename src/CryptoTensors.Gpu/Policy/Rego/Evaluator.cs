@@ -19,6 +19,7 @@ internal sealed class Evaluator : IBuiltinContext
     private readonly Value? _input;
     private readonly PolicyLimits _limits;
     private readonly TimeProvider _clock;
+    private readonly int _maxValueDepth;
     private readonly Value?[] _ruleValues;
     private readonly byte[] _ruleState; // 0 = not evaluated, 1 = in progress, 2 = done
     private Value?[] _frame = [];
@@ -31,6 +32,7 @@ internal sealed class Evaluator : IBuiltinContext
         _input = input;
         _limits = limits;
         _clock = clock;
+        _maxValueDepth = (int)Math.Min(int.MaxValue, (long)limits.MaxInputDepth + limits.MaxNestingDepth);
         _ruleValues = new Value?[program.Groups.Length];
         _ruleState = new byte[program.Groups.Length];
     }
@@ -54,6 +56,23 @@ internal sealed class Evaluator : IBuiltinContext
     private void Step()
     {
         if (++_steps > _limits.MaxEvalSteps) throw StepLimit();
+    }
+
+    /// <summary>Charges for building or comparing values of this size (1 step per 16 units).</summary>
+    private void ChargeSize(long size)
+    {
+        if (size >= 16) Charge(size >> 4);
+    }
+
+    /// <summary>Accounts for a collection value built by the policy and bounds its nesting.</summary>
+    private T Built<T>(Expr at, T v) where T : Value => Built(at.Line, at.Col, v);
+
+    private T Built<T>(int line, int col, T v) where T : Value
+    {
+        if (v.Depth > _maxValueDepth)
+            throw RegoErrors.Eval(line, col, $"a value nests deeper than {_maxValueDepth} levels");
+        ChargeSize(v.Size);
+        return v;
     }
 
     private CryptoTensorsException StepLimit() => RegoErrors.Eval($"more than {_limits.MaxEvalSteps} evaluation steps");
@@ -131,7 +150,7 @@ internal sealed class Evaluator : IBuiltinContext
                         result = v;
                         first = d;
                     }
-                    else if (!result.Equals(v))
+                    else if (Charged(result, v) && !result.Equals(v))
                     {
                         throw RegoErrors.Eval(d.Line, d.Col,
                             $"complete rule '{g.Name}' produced conflicting values {result} (at {first!.Line}:{first.Col}) and {v}");
@@ -157,13 +176,21 @@ internal sealed class Evaluator : IBuiltinContext
                 Each(d.Value, v =>
                 {
                     Step();
+                    ChargeSize(v.Size);
                     set.Add(v);
                     return false;
                 });
                 return false;
             });
         }
-        return new SetValue(set);
+        return Built(g.Defs[0].Line, g.Defs[0].Col, new SetValue(set));
+    }
+
+    /// <summary>Charges a comparison of two values; always true.</summary>
+    private bool Charged(Value a, Value b)
+    {
+        ChargeSize(Math.Min(a.Size, b.Size));
+        return true;
     }
 
     private Value? CallFunction(CallExpr call, RuleGroup g, Value[] args)
@@ -186,7 +213,7 @@ internal sealed class Evaluator : IBuiltinContext
                             frame[p.Slot] = args[i];
                             break;
                         case ConstExpr c:
-                            matches = c.Value.Equals(args[i]);
+                            matches = Charged(c.Value, args[i]) && c.Value.Equals(args[i]);
                             break;
                     }
                 }
@@ -204,7 +231,7 @@ internal sealed class Evaluator : IBuiltinContext
                             result = v;
                             first = d;
                         }
-                        else if (!result.Equals(v))
+                        else if (Charged(result, v) && !result.Equals(v))
                         {
                             throw RegoErrors.Eval(call.Line, call.Col,
                                 $"function '{g.Name}' produced conflicting outputs {result} (at {first!.Line}:{first.Col}) and {v} for the same inputs");
@@ -259,7 +286,7 @@ internal sealed class Evaluator : IBuiltinContext
                 var l = Eval(u.Left);
                 if (l is null) return false;
                 var r = Eval(u.Right);
-                return r is not null && l.Equals(r);
+                return r is not null && Charged(l, r) && l.Equals(r);
             }
             case EveryLit ev:
             {
@@ -289,7 +316,7 @@ internal sealed class Evaluator : IBuiltinContext
                 });
             }
             case UnifyLit u:
-                return EvalAll([u.Left, u.Right], vs => vs[0].Equals(vs[1]) && Next());
+                return EvalAll([u.Left, u.Right], vs => Charged(vs[0], vs[1]) && vs[0].Equals(vs[1]) && Next());
             case SomeInLit s:
             {
                 var keySlot = s.Key?.Slot ?? -1;
@@ -318,16 +345,16 @@ internal sealed class Evaluator : IBuiltinContext
                 }
                 return false;
             case ObjectValue o:
-                foreach (var key in o.SortedKeys)
+                foreach (var (key, value) in o.Map)
                 {
                     Step();
                     if (keySlot >= 0) _frame[keySlot] = key;
-                    _frame[valueSlot] = o.Map[key];
+                    _frame[valueSlot] = value;
                     if (k()) return true;
                 }
                 return false;
             case SetValue s:
-                foreach (var e in s.Sorted)
+                foreach (var e in s.Items)
                 {
                     Step();
                     if (keySlot >= 0) _frame[keySlot] = e;
@@ -438,7 +465,7 @@ internal sealed class Evaluator : IBuiltinContext
                     if (v is null) return null;
                     items[i] = v;
                 }
-                return new ArrayValue(items);
+                return Built(a, new ArrayValue(items));
             }
             case SetExpr s:
             {
@@ -449,7 +476,7 @@ internal sealed class Evaluator : IBuiltinContext
                     if (v is null) return null;
                     set.Add(v);
                 }
-                return new SetValue(set);
+                return Built(s, new SetValue(set));
             }
             case ObjectExpr o:
             {
@@ -462,7 +489,7 @@ internal sealed class Evaluator : IBuiltinContext
                     if (v is null) return null;
                     AddKey(o, map, k, v);
                 }
-                return new ObjectValue(map);
+                return Built(o, new ObjectValue(map));
             }
             default:
                 throw RegoErrors.Eval(e.Line, e.Col, "unsupported expression");
@@ -504,9 +531,9 @@ internal sealed class Evaluator : IBuiltinContext
                     ? EvalAll([m.Value, m.Collection], vs => k(Member(null, vs[0], vs[1])))
                     : EvalAll([m.Key, m.Value, m.Collection], vs => k(Member(vs[0], vs[1], vs[2])));
             case ArrayExpr a:
-                return EvalAll(a.Items, vs => k(new ArrayValue((Value[])vs.Clone())));
+                return EvalAll(a.Items, vs => k(Built(a, new ArrayValue((Value[])vs.Clone()))));
             case SetExpr s:
-                return EvalAll(s.Items, vs => k(new SetValue([.. vs])));
+                return EvalAll(s.Items, vs => k(Built(s, new SetValue([.. vs]))));
             case ObjectExpr o:
             {
                 var items = new Expr[o.Keys.Length * 2];
@@ -519,7 +546,7 @@ internal sealed class Evaluator : IBuiltinContext
                 {
                     var map = new Dictionary<Value, Value>(o.Keys.Length);
                     for (var i = 0; i < o.Keys.Length; i++) AddKey(o, map, vs[2 * i], vs[2 * i + 1]);
-                    return k(new ObjectValue(map));
+                    return k(Built(o, new ObjectValue(map)));
                 });
             }
             default:
@@ -580,15 +607,15 @@ internal sealed class Evaluator : IBuiltinContext
                     }
                     return false;
                 case ObjectValue o:
-                    foreach (var key in o.SortedKeys)
+                    foreach (var (key, value) in o.Map)
                     {
                         Step();
                         if (slot >= 0) _frame[slot] = key;
-                        if (Walk(r, at + 1, o.Map[key], k)) return true;
+                        if (Walk(r, at + 1, value, k)) return true;
                     }
                     return false;
                 case SetValue s:
-                    foreach (var e in s.Sorted)
+                    foreach (var e in s.Items)
                     {
                         Step();
                         if (slot >= 0) _frame[slot] = e;
@@ -621,8 +648,9 @@ internal sealed class Evaluator : IBuiltinContext
         }
     }
 
-    private static Value Member(Value? key, Value value, Value coll)
+    private Value Member(Value? key, Value value, Value coll)
     {
+        if (key is null && coll is ArrayValue or ObjectValue) ChargeSize(coll.Size);
         if (key is null)
         {
             switch (coll)
@@ -654,6 +682,9 @@ internal sealed class Evaluator : IBuiltinContext
     {
         Step();
         if (c.Function is { } f) return CallFunction(c, f, args);
+        long size = 0;
+        foreach (var a in args) size += a.Size;
+        ChargeSize(size);
         try
         {
             return c.Builtin!.Invoke(this, args);
@@ -664,8 +695,9 @@ internal sealed class Evaluator : IBuiltinContext
         }
     }
 
-    private static Value Binary(BinaryExpr b, Value l, Value r)
+    private Value Binary(BinaryExpr b, Value l, Value r)
     {
+        ChargeSize(Math.Min(l.Size, r.Size));
         try
         {
             return Builtins.Compare(b.Op, l, r);

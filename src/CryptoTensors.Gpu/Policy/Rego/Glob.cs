@@ -18,12 +18,12 @@ internal static class Glob
 
     public static Value Invoke(IBuiltinContext c, Value[] a)
     {
-        var pattern = Builtins.Str(a, 0, "glob.match");
+        var pattern = Builtins.Str(a, 0);
         var delims = Delimiters(a[1]);
-        var s = Builtins.Str(a, 2, "glob.match");
+        var s = Builtins.Str(a, 2);
         try
         {
-            return Value.Bool(Compile(pattern, delims, c.RegexTimeout).IsMatch(s));
+            return Value.Bool(Compile(pattern, delims, c.RegexTimeout, c).IsMatch(s));
         }
         catch (RegexMatchTimeoutException)
         {
@@ -51,17 +51,27 @@ internal static class Glob
         }
     }
 
-    public static Regex Compile(string pattern, string delims, TimeSpan timeout)
+    public static Regex Compile(string pattern, string delims, TimeSpan timeout, IBuiltinContext? context = null)
     {
         var key = delims + "\0" + pattern + "\0" + timeout.Ticks;
         if (Cache.TryGetValue(key, out var cached)) return cached;
+        context?.Charge(RegexSupport.CompileCharge + pattern.Length);
+        if (pattern.Length > 64 * 1024) throw new BuiltinException("glob pattern longer than 65536 characters");
         var sb = new StringBuilder("^");
         var i = 0;
         Translate(pattern, ref i, delims, sb, 0);
         if (i < pattern.Length) throw new BuiltinException($"invalid glob '{pattern}': unexpected '{pattern[i]}'");
         sb.Append('$');
-        var re = new Regex(sb.ToString(), RegexOptions.CultureInvariant | RegexOptions.Singleline | RegexOptions.NonBacktracking, timeout);
-        if (Cache.Count < MaxCached) Cache.TryAdd(key, re);
+        Regex re;
+        try
+        {
+            re = new Regex(sb.ToString(), RegexOptions.CultureInvariant | RegexOptions.Singleline | RegexOptions.NonBacktracking, timeout);
+        }
+        catch (ArgumentException e)
+        {
+            throw new BuiltinException($"invalid glob '{pattern}': {e.Message}");
+        }
+        if (Cache.Count < MaxCached && key.Length <= 1024) Cache.TryAdd(key, re);
         return re;
     }
 

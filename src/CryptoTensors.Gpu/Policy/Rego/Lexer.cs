@@ -179,8 +179,6 @@ internal static class Lexer
                         i++;
                         break;
                     }
-                    if (c < 0x20)
-                        throw RegoErrors.Unsupported(line, i - lineStart + 1, "control character in string");
                     if (c != '\\')
                     {
                         sb.Append(c);

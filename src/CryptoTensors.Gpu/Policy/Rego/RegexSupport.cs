@@ -16,12 +16,17 @@ namespace CryptoTensors.Gpu.Policy.Rego;
 internal static class RegexSupport
 {
     private const int MaxCached = 512;
+    private const int MaxCachedPatternLength = 1024;
     private const int MaxPatternLength = 64 * 1024;
+
+    /// <summary>Steps charged for compiling a pattern that is not cached (a compilation costs far more than a match).</summary>
+    internal const int CompileCharge = 256;
     private static readonly ConcurrentDictionary<(string, TimeSpan), Regex> Cache = new();
 
-    public static Regex Get(string pattern, TimeSpan timeout)
+    public static Regex Get(string pattern, TimeSpan timeout, IBuiltinContext? context = null)
     {
         if (Cache.TryGetValue((pattern, timeout), out var cached)) return cached;
+        context?.Charge(CompileCharge + pattern.Length);
         if (pattern.Length > MaxPatternLength) throw new BuiltinException($"regular expression longer than {MaxPatternLength} characters");
         Regex re;
         try
@@ -37,15 +42,16 @@ internal static class RegexSupport
         {
             throw new BuiltinException($"unsupported regular expression '{pattern}': {e.Message}");
         }
-        if (Cache.Count < MaxCached) Cache.TryAdd((pattern, timeout), re);
+        if (Cache.Count < MaxCached && pattern.Length <= MaxCachedPatternLength) Cache.TryAdd((pattern, timeout), re);
         return re;
     }
 
-    public static bool IsMatch(string pattern, string value, TimeSpan timeout)
+    public static bool IsMatch(string pattern, string value, IBuiltinContext context)
     {
+        var timeout = context.RegexTimeout;
         try
         {
-            return Get(pattern, timeout).IsMatch(value);
+            return Get(pattern, timeout, context).IsMatch(value);
         }
         catch (RegexMatchTimeoutException)
         {

@@ -12,7 +12,7 @@ internal static class Sprintf
 {
     public static Value Invoke(IBuiltinContext c, Value[] a)
     {
-        var fmt = Builtins.Str(a, 0, "sprintf");
+        var fmt = Builtins.Str(a, 0);
         if (a[1] is not ArrayValue arr) throw new BuiltinException($"operand 2 must be array but got {a[1].TypeName}");
         var args = arr.Items;
         var sb = new StringBuilder(fmt.Length + 16);

@@ -23,6 +23,12 @@ internal abstract class Value : IEquatable<Value>, IComparable<Value>
 {
     public abstract ValueKind Kind { get; }
 
+    /// <summary>Cost units of the value: 1 per node plus 1 per 16 string characters. Work on values is charged by it.</summary>
+    public virtual long Size => 1;
+
+    /// <summary>Nesting depth: 0 for scalars, 1 + the deepest element for collections.</summary>
+    public virtual int Depth => 0;
+
     public static readonly NullValue Null = new();
     public static readonly BoolValue True = new(true);
     public static readonly BoolValue False = new(false);
@@ -206,8 +212,19 @@ internal sealed class NumberValue : Value
     {
         var n = (NumberValue)other;
         if (IsInt && n.IsInt) return Int.CompareTo(n.Int);
-        if (TryGetInt64(out var a) && n.TryGetInt64(out var b)) return a.CompareTo(b);
-        return Double.CompareTo(n.Double);
+        if (!IsInt && !n.IsInt) return Double.CompareTo(n.Double);
+        return IsInt ? CompareExact(Int, n.Double) : -CompareExact(n.Int, Double);
+    }
+
+    /// <summary>Compares a 64-bit integer with a double without rounding the integer.</summary>
+    private static int CompareExact(long i, double d)
+    {
+        if (d >= 9.2233720368547758e18) return -1; // d >= 2^63 > any long
+        if (d < -9.2233720368547758e18) return 1;
+        var floor = Math.Floor(d);
+        var t = (long)floor;
+        if (i != t) return i.CompareTo(t);
+        return d > floor ? -1 : 0;
     }
 
     public override void Format(StringBuilder sb, bool quoteStrings)
@@ -234,6 +251,7 @@ internal sealed class StringValue : Value
 
     public string Value { get; }
     public override ValueKind Kind => ValueKind.String;
+    public override long Size => 1 + Value.Length / 16;
     public override bool Equals(Value? other) => other is StringValue s && string.Equals(s.Value, Value, StringComparison.Ordinal);
     public override int GetHashCode() => StringComparer.Ordinal.GetHashCode(Value);
     protected override int CompareSameKind(Value other) => CompareCodePoints(Value, ((StringValue)other).Value);
@@ -249,10 +267,25 @@ internal sealed class ArrayValue : Value
 {
     public static readonly ArrayValue Empty = new([]);
 
-    public ArrayValue(Value[] items) => Items = items;
+    private readonly long _size;
+    private readonly int _depth;
+
+    public ArrayValue(Value[] items)
+    {
+        Items = items;
+        _size = 1;
+        foreach (var v in items)
+        {
+            _size += v.Size;
+            _depth = Math.Max(_depth, v.Depth);
+        }
+        _depth++;
+    }
 
     public Value[] Items { get; }
     public override ValueKind Kind => ValueKind.Array;
+    public override long Size => _size;
+    public override int Depth => _depth;
 
     public override bool Equals(Value? other)
     {
@@ -299,14 +332,30 @@ internal sealed class ObjectValue : Value
 {
     public static readonly ObjectValue Empty = new(new Dictionary<Value, Value>());
 
+    private readonly long _size;
+    private readonly int _depth;
     private Value[]? _sortedKeys;
 
-    public ObjectValue(Dictionary<Value, Value> map) => Map = map;
+    /// <summary>Wraps <paramref name="map"/>, which must not be changed afterwards.</summary>
+    public ObjectValue(Dictionary<Value, Value> map)
+    {
+        Map = map;
+        _size = 1;
+        foreach (var (k, v) in map)
+        {
+            _size += k.Size + v.Size;
+            _depth = Math.Max(_depth, Math.Max(k.Depth, v.Depth));
+        }
+        _depth++;
+    }
 
+    /// <summary>The members; enumeration (insertion order) is the iteration order of <c>some k, v in obj</c>.</summary>
     public Dictionary<Value, Value> Map { get; }
     public override ValueKind Kind => ValueKind.Object;
+    public override long Size => _size;
+    public override int Depth => _depth;
 
-    /// <summary>The keys in Rego order (iteration order of <c>some k, v in obj</c>).</summary>
+    /// <summary>The keys in Rego order (for comparison and formatting).</summary>
     public Value[] SortedKeys
     {
         get
@@ -374,14 +423,30 @@ internal sealed class SetValue : Value
 {
     public static readonly SetValue Empty = new(new HashSet<Value>());
 
+    private readonly long _size;
+    private readonly int _depth;
     private Value[]? _sorted;
 
-    public SetValue(HashSet<Value> items) => Items = items;
+    /// <summary>Wraps <paramref name="items"/>, which must not be changed afterwards.</summary>
+    public SetValue(HashSet<Value> items)
+    {
+        Items = items;
+        _size = 1;
+        foreach (var v in items)
+        {
+            _size += v.Size;
+            _depth = Math.Max(_depth, v.Depth);
+        }
+        _depth++;
+    }
 
+    /// <summary>The elements; enumeration (insertion order) is the iteration order of <c>some x in set</c>.</summary>
     public HashSet<Value> Items { get; }
     public override ValueKind Kind => ValueKind.Set;
+    public override long Size => _size;
+    public override int Depth => _depth;
 
-    /// <summary>The elements in Rego order.</summary>
+    /// <summary>The elements in Rego order (for comparison and formatting).</summary>
     public Value[] Sorted
     {
         get
