@@ -31,7 +31,14 @@ namespace CryptoTensors.Gpu.Policy;
 /// fail; <c>not</c> of undefined is true; a rule with no successful body and no default is undefined). Differences,
 /// all failing closed: built-in errors (wrong operand types, invalid patterns, division by zero) are evaluation
 /// errors rather than undefined; numbers are 64-bit integers or doubles; <c>every</c> over a non-collection is
-/// false; <c>regex.match</c> uses .NET regular expressions (RE2 syntax differences exist).</para>
+/// false; <c>regex.match</c> uses .NET regular expressions (RE2 syntax differences exist, see
+/// <c>Rego/RegexSupport.cs</c>); collections iterate in insertion order (OPA: sorted; results are the same).</para>
+/// <para>Syntax notes: <c>if {</c> always opens a body (as in OPA); statements and body literals end at <c>;</c>
+/// or a new line, and a binary operator must stay on the line of its left operand; references and calls are
+/// written without whitespace before <c>.</c>, <c>[</c> and <c>(</c>.</para>
+/// <para>Work is bounded by <see cref="PolicyLimits"/>: source size, nesting, evaluation steps (collection scans,
+/// comparisons, built-in output and regex compilations are charged by size), dependency depth, input size and depth,
+/// and a regex timeout. Deep nesting is refused cleanly rather than overflowing the stack.</para>
 /// </remarks>
 public static class PolicyEngine
 {

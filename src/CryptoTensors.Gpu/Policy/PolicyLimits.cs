@@ -13,9 +13,12 @@ public sealed record PolicyLimits
     /// <summary>Maximum policy source size in UTF-8 bytes (compile time).</summary>
     public int MaxSourceBytes { get; init; } = 1 << 20;
 
+    /// <summary>The largest accepted <see cref="MaxNestingDepth"/> and <see cref="MaxInputDepth"/>.</summary>
+    public const int MaxDepthLimit = 1000;
+
     /// <summary>
     /// Maximum nesting of the policy (compile time): parentheses, collection literals, bodies, operator chains
-    /// and reference paths each count one level.
+    /// and reference paths each count one level. At most <see cref="MaxDepthLimit"/>.
     /// </summary>
     public int MaxNestingDepth { get; init; } = 64;
 
@@ -28,7 +31,10 @@ public sealed record PolicyLimits
     /// </summary>
     public int MaxCallDepth { get; init; } = 32;
 
-    /// <summary>Maximum nesting of arrays and objects in the input document (evaluation time).</summary>
+    /// <summary>
+    /// Maximum nesting of arrays and objects in the input document (evaluation time). At most
+    /// <see cref="MaxDepthLimit"/>. Values built by the policy may nest up to this plus <see cref="MaxNestingDepth"/>.
+    /// </summary>
     public int MaxInputDepth { get; init; } = 64;
 
     /// <summary>Maximum size of the input document as raw UTF-8 JSON (evaluation time).</summary>
@@ -41,6 +47,8 @@ public sealed record PolicyLimits
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxSourceBytes);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxNestingDepth);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxNestingDepth, MaxDepthLimit);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxInputDepth, MaxDepthLimit);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxEvalSteps);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxCallDepth);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxInputDepth);

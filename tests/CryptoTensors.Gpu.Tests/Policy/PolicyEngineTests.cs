@@ -125,26 +125,36 @@ public class PolicyEngineTests
         const int depth = 5000;
         var text = new string('[', depth) + new string(']', depth);
         using var doc = JsonDocument.Parse(text, new JsonDocumentOptions { MaxDepth = depth + 1 });
-        var policy = PolicyEngine.Compile(PolicyEngine.DefaultPolicy, new PolicyLimits { MaxInputDepth = int.MaxValue });
-        // Either converted (deep but within the stack) or refused; never a crash.
-        try
-        {
-            Assert.That(policy.Evaluate(doc.RootElement), Is.EqualTo(PolicyDecision.Allow));
-        }
-        catch (PolicyDeniedException ex)
-        {
-            Assert.That(ex.Code, Is.EqualTo(ErrorCode.PolicyEvaluationFailed));
-        }
+        var max = new PolicyLimits { MaxInputDepth = PolicyLimits.MaxDepthLimit };
         Throws(() => PolicyEngine.Compile(PolicyEngine.DefaultPolicy).Evaluate(doc.RootElement), ErrorCode.PolicyEvaluationFailed);
+        Throws(() => PolicyEngine.Compile(PolicyEngine.DefaultPolicy, max).Evaluate(doc.RootElement), ErrorCode.PolicyEvaluationFailed);
+        // The deepest accepted input can be compared and formatted (recursion bounded by the depth limit).
+        var within = new string('[', 999) + "1" + new string(']', 999);
+        using var ok = JsonDocument.Parse("{\"a\": " + within + ", \"b\": " + within + "}", new JsonDocumentOptions { MaxDepth = depth });
+        var policy = PolicyEngine.Compile("package model\nallow if { input.a == input.b; count(sprintf(\"%v\", [input.a])) > 999 }", max);
+        Assert.That(policy.Evaluate(ok.RootElement), Is.EqualTo(PolicyDecision.Allow));
     }
 
     [Test]
-    public void TenThousandNestedParenthesesAreRejectedEvenWithAHugeDepthLimit()
+    public void TenThousandNestedParenthesesAreRejectedEvenWithTheLargestDepthLimit()
     {
         var src = "package model\nallow if " + new string('(', 10_000) + "true" + new string(')', 10_000);
         Throws(() => PolicyEngine.Compile(src), ErrorCode.PolicyUnsupported);
-        var ex = Throws(() => PolicyEngine.Compile(src, new PolicyLimits { MaxNestingDepth = int.MaxValue }), ErrorCode.PolicyUnsupported);
-        Assert.That(ex.Message, Does.Contain("nests deeper"));
+        var max = new PolicyLimits { MaxNestingDepth = PolicyLimits.MaxDepthLimit };
+        var ex = Throws(() => PolicyEngine.Compile(src, max), ErrorCode.PolicyUnsupported);
+        Assert.That(ex.Message, Does.Contain("nests"));
+        // Within the largest limit, deep nesting still compiles and evaluates (or is refused cleanly near the stack's end).
+        var deep = "package model\nallow if " + new string('(', 900) + "true" + new string(')', 900);
+        try
+        {
+            Assert.That(PolicyEngine.Compile(deep, max).Evaluate(null), Is.EqualTo(PolicyDecision.Allow));
+        }
+        catch (PolicyDeniedException e)
+        {
+            Assert.That(e.Code, Is.EqualTo(ErrorCode.PolicyUnsupported));
+        }
+        var chain = "package model\nallow if 0" + string.Concat(Enumerable.Repeat(" + 1", 990)) + " == 990";
+        Assert.That(PolicyEngine.Compile(chain, max).Evaluate(null), Is.EqualTo(PolicyDecision.Allow));
     }
 
     [Test]
@@ -176,6 +186,8 @@ public class PolicyEngineTests
         Throws(() => PolicyEngine.Compile("package model\nimport rego.v1\na if b\nb := true\nallow if a", new PolicyLimits { MaxCallDepth = 2 }), ErrorCode.PolicyUnsupported);
         Throws(() => PolicyEngine.Compile(PolicyEngine.DefaultPolicy, new PolicyLimits { MaxInputDepth = 1 }).Evaluate(Json("""{"a": {}}""")), ErrorCode.PolicyEvaluationFailed);
         Assert.Throws<ArgumentOutOfRangeException>(() => PolicyEngine.Compile(src, new PolicyLimits { MaxEvalSteps = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => PolicyEngine.Compile(src, new PolicyLimits { MaxNestingDepth = PolicyLimits.MaxDepthLimit + 1 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => PolicyEngine.Compile(src, new PolicyLimits { MaxInputDepth = PolicyLimits.MaxDepthLimit + 1 }));
         Assert.That(PolicyEngine.Compile(src).Limits, Is.EqualTo(PolicyLimits.Default));
     }
 

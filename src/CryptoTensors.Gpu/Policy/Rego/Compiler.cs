@@ -323,6 +323,8 @@ internal sealed class Compiler
     /// <summary>Resolves an expression whose variables must already be bound, except index variables inside references.</summary>
     private Expr ResolveInput(Expr e)
     {
+        if (!System.Runtime.CompilerServices.RuntimeHelpers.TryEnsureSufficientExecutionStack())
+            throw Error(e, "the policy nests too deeply");
         switch (e)
         {
             case ConstExpr:

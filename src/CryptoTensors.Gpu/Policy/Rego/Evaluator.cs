@@ -404,6 +404,12 @@ internal sealed class Evaluator : IBuiltinContext
         {
             case ConstExpr c:
                 return c.Value;
+            case not VarExpr:
+                EnsureStack();
+                break;
+        }
+        switch (e)
+        {
             case VarExpr v:
                 return v.Kind switch
                 {

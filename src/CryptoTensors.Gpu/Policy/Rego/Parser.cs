@@ -79,10 +79,11 @@ internal sealed class Parser
         };
     }
 
+    /// <summary>Enters one level of nesting (an expression, a unary minus, a body).</summary>
     private void Enter(Token at)
     {
-        if (++_depth > _maxDepth || !RuntimeHelpers.TryEnsureSufficientExecutionStack())
-            throw Error(at, $"policy nests deeper than {_maxDepth} levels");
+        if (++_depth > _maxDepth) throw Error(at, $"policy nests deeper than {_maxDepth} levels");
+        if (!RuntimeHelpers.TryEnsureSufficientExecutionStack()) throw Error(at, "policy nests too deeply for the available stack");
     }
 
     private void Exit() => _depth--;
@@ -170,8 +171,7 @@ internal sealed class Parser
         Expr[]? parameters = null;
         if (Cur.Kind == TokenKind.LParen && Cur.Adjacent)
         {
-            var lp = Advance();
-            Enter(lp);
+            Advance();
             if (Cur.Kind == TokenKind.RParen) throw Error(Cur, $"function '{nameTok.Text}' needs at least one parameter");
             var ps = new List<Expr>();
             while (true)
@@ -181,7 +181,6 @@ internal sealed class Parser
                 Advance();
             }
             Expect(TokenKind.RParen, "after function parameters");
-            Exit();
             parameters = [.. ps];
         }
         if ((Cur.Kind == TokenKind.Dot || Cur.Kind == TokenKind.LBrack) && Cur.Adjacent)
@@ -484,10 +483,8 @@ internal sealed class Parser
             case TokenKind.LParen:
             {
                 Advance();
-                Enter(t);
                 var e = ParseExpr();
                 Expect(TokenKind.RParen, $"to close the '(' at {t.Line}:{t.Col}");
-                Exit();
                 return e;
             }
             case TokenKind.LBrack:
@@ -518,7 +515,6 @@ internal sealed class Parser
     private Expr ParseArray()
     {
         var lb = Advance();
-        Enter(lb);
         var items = new List<Expr>();
         while (Cur.Kind != TokenKind.RBrack)
         {
@@ -528,14 +524,12 @@ internal sealed class Parser
             Advance();
         }
         Expect(TokenKind.RBrack, $"to close the '[' at {lb.Line}:{lb.Col}");
-        Exit();
         return Check(new ArrayExpr(lb.Line, lb.Col, [.. items]));
     }
 
     private Expr ParseObjectOrSet()
     {
         var lb = Advance();
-        Enter(lb);
         Expr result;
         if (Cur.Kind == TokenKind.RBrace)
         {
@@ -575,7 +569,6 @@ internal sealed class Parser
             }
         }
         Expect(TokenKind.RBrace, $"to close the '{{' at {lb.Line}:{lb.Col}");
-        Exit();
         return Check(result);
     }
 
@@ -599,10 +592,8 @@ internal sealed class Parser
             else if (Cur.Kind == TokenKind.LBrack && Cur.Adjacent)
             {
                 var lb = Advance();
-                Enter(lb);
                 path.Add(ParseExpr());
                 Expect(TokenKind.RBrack, $"to close the '[' at {lb.Line}:{lb.Col}");
-                Exit();
                 onlyDots = false;
             }
             else
@@ -615,7 +606,6 @@ internal sealed class Parser
         {
             var lp = Advance();
             if (!onlyDots) throw Error(lp, "calling a computed reference is not supported");
-            Enter(lp);
             var args = new List<Expr>();
             while (Cur.Kind != TokenKind.RParen)
             {
@@ -624,7 +614,6 @@ internal sealed class Parser
                 Advance();
             }
             Expect(TokenKind.RParen, $"to close the '(' at {lp.Line}:{lp.Col}");
-            Exit();
             if ((Cur.Kind == TokenKind.Dot || Cur.Kind == TokenKind.LBrack) && Cur.Adjacent)
                 throw Error(Cur, "references into the result of a call are not supported");
             var name = string.Join('.', dotted);
