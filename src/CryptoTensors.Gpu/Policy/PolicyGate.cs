@@ -3,16 +3,19 @@ using CryptoTensors.Gpu.Reading;
 
 namespace CryptoTensors.Gpu.Policy;
 
-/// <summary>Evaluates a file's local policy at open, before any data key is unwrapped; checks policies before they are written.</summary>
+/// <summary>
+/// Evaluates a file's local policy at open — after the signature is verified and before any data key is unwrapped —
+/// with an input document describing the load; checks policies before they are written into a file.
+/// </summary>
 public static class PolicyGate
 {
     internal static void EnsureAllowed(AccessPolicy policy, string path, CryptoKeysField keys, ReaderOptions options)
-        => ConstantPolicy.EnsureAllowed(policy.Local);
-
-    /// <summary>Checks that a policy can be evaluated (a denying policy is fine); throws on a construct outside the supported subset.</summary>
-    public static void Check(string rego)
     {
-        try { ConstantPolicy.EnsureAllowed(rego); }
-        catch (CryptoTensorsException e) when (e.Code is ErrorCode.PolicyDenied or ErrorCode.PolicyUndefined) { }
+        var input = PolicyInput.ForCurrentProcess(Path.GetFileName(path), options.Device, options.RequestedTensors,
+            keys.Enc.Kid, keys.Sign.Kid, options.PolicyContext, options.PolicyClock);
+        PolicyEngine.Compile(policy.Local, options.PolicyLimits).EnsureAllowed(input.ToJsonElement(), options.PolicyClock);
     }
+
+    /// <summary>Checks that a policy is within the supported Rego subset (a denying policy is fine); throws <see cref="PolicyDeniedException"/> with <see cref="ErrorCode.PolicyUnsupported"/> otherwise.</summary>
+    public static void Check(string rego) => PolicyEngine.Compile(rego);
 }

@@ -32,4 +32,10 @@ public sealed class ReaderOptions
 
     /// <summary>Tensor names the caller intends to read, when known (<c>input.tensors</c> of the policy).</summary>
     public IReadOnlyList<string>? RequestedTensors { get; init; }
+
+    /// <summary>The clock of <c>input.time</c> and <c>time.now_ns()</c> (default: the system clock).</summary>
+    public TimeProvider? PolicyClock { get; init; }
+
+    /// <summary>Bounds on policy size and evaluation (default: <see cref="Policy.PolicyLimits.Default"/>).</summary>
+    public Policy.PolicyLimits? PolicyLimits { get; init; }
 }

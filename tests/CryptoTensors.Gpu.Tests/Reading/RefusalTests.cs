@@ -157,10 +157,14 @@ public class RefusalTests
         Refuses<PolicyDeniedException>(() => Open(), ErrorCode.PolicyDenied);
     }
 
-    [TestCase("package model\nallow := input.user == \"x\"", ErrorCode.PolicyUnsupported)]
-    [TestCase("package cryptotensors\nallow = true", ErrorCode.PolicyEvaluationFailed)]
+    [TestCase("package model\nallow if { http.send({\"url\": \"x\"}) }", ErrorCode.PolicyUnsupported)]
+    [TestCase("package model\nallow { true }", ErrorCode.PolicyUnsupported)]
+    [TestCase("package cryptotensors\nallow = true", ErrorCode.PolicyUnsupported)]
+    [TestCase("package model", ErrorCode.PolicyUnsupported)]
     [TestCase("package model\ndefault allow := false", ErrorCode.PolicyDenied)]
-    [TestCase("package model", ErrorCode.PolicyUndefined)]
+    [TestCase("package model\nallow if input.no_such_field == 1", ErrorCode.PolicyUndefined)]
+    [TestCase("package model\nallow := 1", ErrorCode.PolicyNotBoolean)]
+    [TestCase("package model\nallow := true\nallow := false", ErrorCode.PolicyEvaluationFailed)]
     public void UnsupportedOrNegativePoliciesFailClosed(string policy, ErrorCode code)
     {
         TestModels.MutateAndResign(_file, _signer, m => m[ReservedFields.Policy] = new AccessPolicy(policy, AccessPolicy.DefaultText).Serialize());
