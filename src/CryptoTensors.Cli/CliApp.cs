@@ -21,6 +21,7 @@ public static class CliApp
         root.Subcommands.Add(InspectCommand.Create(io));
         root.Subcommands.Add(VerifyCommand.Create(io));
         root.Subcommands.Add(RewrapCommand.Create(io));
+        root.Subcommands.Add(PolicyCommand.Create(io));
         root.Subcommands.Add(DemoCommand.Create(io));
         var parsed = root.Parse(args);
         return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });

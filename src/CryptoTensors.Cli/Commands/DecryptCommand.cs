@@ -14,10 +14,11 @@ internal static class DecryptCommand
         var output = new Option<string>("--output", "-o") { Description = "Plain safetensors output", Required = true };
         var key = new Option<string?>("--key") { Description = "Master key JWK or JWK Set" };
         var verifyKey = new Option<string?>("--verify-key") { Description = "Ed25519 public JWK or JWK Set" };
-        var cmd = new Command("decrypt", "Verify and decrypt into a plain safetensors file (same tensors and user metadata).") { input, output, key, verifyKey };
+        var context = new Option<string?>("--context") { Description = "JSON object given to the policy as input.context" };
+        var cmd = new Command("decrypt", "Verify and decrypt into a plain safetensors file (same tensors and user metadata).") { input, output, key, verifyKey, context };
         cmd.SetAction(r => io.Guard(() =>
         {
-            using var reader = CryptoTensorsReader.Open(r.GetValue(input)!, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey)));
+            using var reader = CryptoTensorsReader.Open(r.GetValue(input)!, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), contextPath: r.GetValue(context)));
             var meta = reader.Metadata.Concat(reader.ReservedMetadata).Where(kv => !ReservedFields.All.Contains(kv.Key))
                 .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
             var outPath = r.GetValue(output)!;

@@ -17,7 +17,7 @@ internal static class KeyOptions
     /// Reader options for verification: a key file with one key of a kind is used directly; a JWK Set is offered
     /// through a registry so the header's kid selects the key; missing files fall back to the environment.
     /// </summary>
-    public static ReaderOptions ReaderOptions(string? keyPath, string? verifyKeyPath, bool requireEncrypted = false)
+    public static ReaderOptions ReaderOptions(string? keyPath, string? verifyKeyPath, bool requireEncrypted = false, string? contextPath = null)
     {
         var direct = new DirectKeyProvider();
         MasterKey? master = null;
@@ -35,7 +35,14 @@ internal static class KeyOptions
             else foreach (var e in entries.Where(e => e.IsOkp)) direct.Add(Jwk.ToVerificationKey(e));
         }
         var registry = new KeyRegistry().Register(direct).Register(new EnvKeyProvider());
-        return new ReaderOptions { MasterKey = master, VerificationKey = verify, Keys = registry, RequireEncrypted = requireEncrypted };
+        System.Text.Json.JsonElement? context = null;
+        if (contextPath is not null)
+        {
+            try { context = System.Text.Json.JsonDocument.Parse(File.ReadAllText(contextPath)).RootElement.Clone(); }
+            catch (System.Text.Json.JsonException e) { throw new ArgumentException($"--context '{contextPath}' is not JSON: {e.Message}", e); }
+            if (context.Value.ValueKind != System.Text.Json.JsonValueKind.Object) throw new ArgumentException($"--context '{contextPath}' must hold a JSON object");
+        }
+        return new ReaderOptions { MasterKey = master, VerificationKey = verify, Keys = registry, RequireEncrypted = requireEncrypted, PolicyContext = context };
     }
 
     private static T FromEnv<T>(Func<EnvKeyProvider, T?> get, string what) where T : class

@@ -19,16 +19,17 @@ internal static class VerifyCommand
         var input = new Argument<string>("input") { Description = "File to verify" };
         var key = new Option<string?>("--key") { Description = "Master key JWK or JWK Set" };
         var verifyKey = new Option<string?>("--verify-key") { Description = "Ed25519 public JWK or JWK Set" };
+        var context = new Option<string?>("--context") { Description = "JSON object given to the policy as input.context" };
         var json = new Option<bool>("--json") { Description = "Print exactly one JSON object on stdout" };
         var requireEncrypted = new Option<bool>("--require-encrypted") { Description = "Refuse plain (unencrypted, unsigned) files" };
-        var cmd = new Command("verify", "Check signature, policy, keys and every tag; decrypt and hash every tensor; write nothing.") { input, key, verifyKey, json, requireEncrypted };
+        var cmd = new Command("verify", "Check signature, policy, keys and every tag; decrypt and hash every tensor; write nothing.") { input, key, verifyKey, json, requireEncrypted, context };
         cmd.SetAction(r =>
         {
             var asJson = r.GetValue(json);
             return io.Guard(() =>
             {
                 var results = new List<(TensorDescriptor T, string Sha)>();
-                using (var reader = CryptoTensorsReader.Open(r.GetValue(input)!, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), r.GetValue(requireEncrypted))))
+                using (var reader = CryptoTensorsReader.Open(r.GetValue(input)!, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), r.GetValue(requireEncrypted), r.GetValue(context))))
                 {
                     foreach (var t in reader.Tensors)
                     {

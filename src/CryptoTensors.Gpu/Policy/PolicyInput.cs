@@ -73,6 +73,10 @@ public sealed class PolicyInput
         return "cuda:" + ordinal.ToString(CultureInfo.InvariantCulture);
     }
 
+    // Host, user and process names do not change during a process; looking them up costs ~100 µs, so once.
+    private static readonly Lazy<(string? Host, string? User, string? Process)> ProcessFacts =
+        new(() => (HostNameOrNull(), Environment.UserName, ProcessNameOrNull()));
+
     /// <summary>
     /// An input for a load by this process: fills the time (from <paramref name="timeProvider"/>), host, user and
     /// process names and the library version; the other members come from the arguments.
@@ -91,9 +95,9 @@ public sealed class PolicyInput
         return new PolicyInput
         {
             Time = (timeProvider ?? TimeProvider.System).GetUtcNow(),
-            HostName = HostNameOrNull(),
-            UserName = Environment.UserName,
-            ProcessName = ProcessNameOrNull(),
+            HostName = ProcessFacts.Value.Host,
+            UserName = ProcessFacts.Value.User,
+            ProcessName = ProcessFacts.Value.Process,
             Device = device,
             Tensors = tensors,
             EncKid = encKid,
