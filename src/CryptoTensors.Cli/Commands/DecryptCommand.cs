@@ -18,13 +18,15 @@ internal static class DecryptCommand
         var cmd = new Command("decrypt", "Verify and decrypt into a plain safetensors file (same tensors and user metadata).") { input, output, key, verifyKey, context };
         cmd.SetAction(r => io.Guard(() =>
         {
-            using var reader = CryptoTensorsReader.Open(r.GetValue(input)!, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), contextPath: r.GetValue(context)));
-            var meta = reader.Metadata.Concat(reader.ReservedMetadata).Where(kv => !ReservedFields.All.Contains(kv.Key))
-                .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
             var outPath = r.GetValue(output)!;
-            CryptoTensorsWriter.Write(outPath, reader.Tensors.Select(t => TensorSource.FromReader(reader, t.Name)), new WriterOptions
+            ShardedInputs.ForEach(r.GetValue(input)!, outPath, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), contextPath: r.GetValue(context)), (reader, target) =>
             {
-                Metadata = meta.Count == 0 && reader.Header.Metadata is null ? null : meta,
+                var meta = reader.Metadata.Concat(reader.ReservedMetadata).Where(kv => !ReservedFields.All.Contains(kv.Key))
+                    .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+                CryptoTensorsWriter.Write(target, reader.Tensors.Select(t => TensorSource.FromReader(reader, t.Name)), new WriterOptions
+                {
+                    Metadata = meta.Count == 0 && reader.Header.Metadata is null ? null : meta,
+                });
             });
             io.Out.WriteLine($"wrote {outPath}");
             return 0;

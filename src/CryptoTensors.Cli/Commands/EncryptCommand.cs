@@ -12,8 +12,8 @@ internal static class EncryptCommand
 {
     public static Command Create(CliIO io)
     {
-        var input = new Argument<string>("input") { Description = "Plain safetensors file" };
-        var output = new Option<string>("--output", "-o") { Description = "Output file", Required = true };
+        var input = new Argument<string>("input") { Description = "Plain safetensors file, or a directory with model.safetensors.index.json" };
+        var output = new Option<string>("--output", "-o") { Description = "Output file (a directory for a sharded input)", Required = true };
         var key = new Option<string?>("--key") { Description = "Master key JWK (default: CRYPTOTENSOR_KEYS)" };
         var signKey = new Option<string?>("--sign-key") { Description = "Ed25519 private JWK (default: CRYPTOTENSOR_KEYS)" };
         var tensors = new Option<string?>("--tensors") { Description = "Comma-separated names to encrypt (default: all)" };
@@ -25,7 +25,6 @@ internal static class EncryptCommand
         var cmd = new Command("encrypt", "Encrypt and sign a safetensors file.") { input, output, key, signKey, tensors, version, chunk, policy, metadata };
         cmd.SetAction(r => io.Guard(() =>
         {
-            var meta = new Dictionary<string, string>(StringComparer.Ordinal);
             AccessPolicy? accessPolicy = null;
             if (r.GetValue(policy) is { } policyPath)
             {
@@ -33,29 +32,34 @@ internal static class EncryptCommand
                 PolicyCheck.EnsureParses(text);
                 accessPolicy = new AccessPolicy(text, AccessPolicy.DefaultText);
             }
-            using var source = CryptoTensorsReader.Open(r.GetValue(input)!, new ReaderOptions { Keys = new() });
-            if (source.IsEncrypted) throw new ArgumentException("the input is already encrypted (use rewrap to change keys)");
-            foreach (var kv in source.Metadata.Concat(source.ReservedMetadata)) meta[kv.Key] = kv.Value;
-            foreach (var kv in r.GetValue(metadata) ?? [])
-            {
-                var eq = kv.IndexOf('=', StringComparison.Ordinal);
-                if (eq <= 0) throw new ArgumentException($"--metadata '{kv}' is not k=v");
-                meta[kv[..eq]] = kv[(eq + 1)..];
-            }
             using var master = KeyOptions.MasterKey(r.GetValue(key));
             using var signer = KeyOptions.SigningKey(r.GetValue(signKey));
             var filter = r.GetValue(tensors)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             var outPath = r.GetValue(output)!;
-            CryptoTensorsWriter.Write(outPath, source.Tensors.Select(t => TensorSource.FromReader(source, t.Name)), new WriterOptions
+            var extra = r.GetValue(metadata) ?? [];
+            void EncryptOne(CryptoTensorsReader source, string target)
             {
-                MasterKey = master,
-                SigningKey = signer,
-                FormatVersion = r.GetValue(version),
-                ChunkSize = r.GetValue(chunk),
-                EncryptOnly = filter,
-                Policy = accessPolicy,
-                Metadata = meta.Count == 0 && source.Header.Metadata is null ? null : meta,
-            });
+                if (source.IsEncrypted) throw new ArgumentException($"'{source.Path}' is already encrypted (use rewrap to change keys)");
+                var meta = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var kv in source.Metadata.Concat(source.ReservedMetadata)) meta[kv.Key] = kv.Value;
+                foreach (var kv in extra)
+                {
+                    var eq = kv.IndexOf('=', StringComparison.Ordinal);
+                    if (eq <= 0) throw new ArgumentException($"--metadata '{kv}' is not k=v");
+                    meta[kv[..eq]] = kv[(eq + 1)..];
+                }
+                CryptoTensorsWriter.Write(target, source.Tensors.Select(t => TensorSource.FromReader(source, t.Name)), new WriterOptions
+                {
+                    MasterKey = master,
+                    SigningKey = signer,
+                    FormatVersion = r.GetValue(version),
+                    ChunkSize = r.GetValue(chunk),
+                    EncryptOnly = filter,
+                    Policy = accessPolicy,
+                    Metadata = meta.Count == 0 && source.Header.Metadata is null ? null : meta,
+                });
+            }
+            ShardedInputs.ForEach(r.GetValue(input)!, outPath, new ReaderOptions { Keys = new() }, EncryptOne);
             io.Out.WriteLine($"wrote {outPath}");
             return 0;
         }));

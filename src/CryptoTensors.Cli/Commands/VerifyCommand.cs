@@ -29,7 +29,7 @@ internal static class VerifyCommand
             return io.Guard(() =>
             {
                 var results = new List<(TensorDescriptor T, string Sha)>();
-                using (var reader = CryptoTensorsReader.Open(r.GetValue(input)!, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), r.GetValue(requireEncrypted), r.GetValue(context))))
+                ShardedInputs.ForEach(r.GetValue(input)!, null, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), r.GetValue(requireEncrypted), r.GetValue(context)), (reader, _) =>
                 {
                     foreach (var t in reader.Tensors)
                     {
@@ -37,7 +37,7 @@ internal static class VerifyCommand
                         results.Add((t, Convert.ToHexStringLower(SHA256.HashData(bytes))));
                         CryptographicOperations.ZeroMemory(bytes);
                     }
-                }
+                });
                 if (asJson) WriteOk(io.Out, results);
                 else
                 {
