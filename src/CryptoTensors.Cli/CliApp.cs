@@ -11,9 +11,12 @@ public static class CliApp
     public const int UsageExitCode = 1;
 
     /// <summary>Parses and runs <paramref name="args"/>; returns the exit code.</summary>
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr) => Run(args, stdout, stderr, null);
+
+    /// <summary>Parses and runs <paramref name="args"/> with <paramref name="stdin"/> as standard input (<c>-</c> arguments).</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, Stream? stdin)
     {
-        var io = new CliIO(stdout, stderr);
+        var io = new CliIO(stdout, stderr, stdin);
         var root = new RootCommand("ctensors: encrypt, sign, verify, inspect, rotate and load CryptoTensors files (byte-compatible with the reference).");
         root.Subcommands.Add(KeygenCommand.Create(io));
         root.Subcommands.Add(EncryptCommand.Create(io));
@@ -29,8 +32,10 @@ public static class CliApp
 }
 
 /// <summary>Output streams and the one-line error convention.</summary>
-internal sealed class CliIO(TextWriter stdout, TextWriter stderr)
+internal sealed class CliIO(TextWriter stdout, TextWriter stderr, Stream? stdin = null)
 {
+    public Stream In => stdin ?? Console.OpenStandardInput();
+
     public TextWriter Out { get; } = stdout;
 
     public TextWriter Err { get; } = stderr;

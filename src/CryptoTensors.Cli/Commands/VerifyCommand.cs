@@ -16,7 +16,7 @@ internal static class VerifyCommand
 {
     public static Command Create(CliIO io)
     {
-        var input = new Argument<string>("input") { Description = "File to verify" };
+        var input = new Argument<string>("input") { Description = "File, sharded model directory, or - for standard input" };
         var key = new Option<string?>("--key") { Description = "Master key JWK or JWK Set" };
         var verifyKey = new Option<string?>("--verify-key") { Description = "Ed25519 public JWK or JWK Set" };
         var context = new Option<string?>("--context") { Description = "JSON object given to the policy as input.context" };
@@ -29,7 +29,12 @@ internal static class VerifyCommand
             return io.Guard(() =>
             {
                 var results = new List<(TensorDescriptor T, string Sha)>();
-                ShardedInputs.ForEach(r.GetValue(input)!, null, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), r.GetValue(requireEncrypted), r.GetValue(context)), (reader, _) =>
+                var options = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), r.GetValue(requireEncrypted), r.GetValue(context));
+                if (r.GetValue(input) == "-")
+                {
+                    VerifyStream(io.In, options, results);
+                }
+                else ShardedInputs.ForEach(r.GetValue(input)!, null, options, (reader, _) =>
                 {
                     foreach (var t in reader.Tensors)
                     {
@@ -55,6 +60,29 @@ internal static class VerifyCommand
             });
         });
         return cmd;
+    }
+
+    /// <summary>Verifies a non-seekable stream in file order with bounded memory, hashing each tensor incrementally.</summary>
+    private static void VerifyStream(Stream stream, ReaderOptions options, List<(TensorDescriptor T, string Sha)> results)
+    {
+        using var reader = CryptoTensorsStreamReader.OpenAsync(stream, "stdin", options).GetAwaiter().GetResult();
+        IncrementalHash? hash = null;
+        reader.ReadAllAsync((t, offset, data) =>
+        {
+            hash ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            hash.AppendData(data.Span);
+            if (offset + data.Length == t.ByteLength)
+            {
+                results.Add((t, Convert.ToHexStringLower(hash.GetHashAndReset())));
+            }
+            return ValueTask.CompletedTask;
+        }).GetAwaiter().GetResult();
+        // Empty tensors deliver no data: hash them here, in file order.
+        var byName = results.ToDictionary(x => x.T.Name, x => x.Sha);
+        results.Clear();
+        var empty = Convert.ToHexStringLower(SHA256.HashData([]));
+        foreach (var t in reader.Tensors) results.Add((t, byName.TryGetValue(t.Name, out var h) ? h : empty));
+        hash?.Dispose();
     }
 
     private static Utf8JsonWriter Writer(Stream s) => new(s, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });

@@ -30,12 +30,11 @@ public sealed class CryptoTensorsReader : IDisposable
     private readonly AeadAlgorithm _algorithm;
     private bool _disposed;
 
-    private sealed record TensorCrypto(EncryptionEntry Entry, int DekOffset);
+    internal sealed record TensorCrypto(EncryptionEntry Entry, int DekOffset);
 
-    private CryptoTensorsReader(string path, SafeFileHandle file, long fileLength, SafetensorsHeader header,
-        CryptoKeysField? keys, AccessPolicy? policy, Dictionary<string, TensorCrypto> crypto, SecretBuffer? deks,
-        AeadAlgorithm algorithm, string? masterAlg)
+    private CryptoTensorsReader(string path, SafeFileHandle file, long fileLength, SafetensorsHeader header, HeaderCrypto hc)
     {
+        var (keys, policy, crypto, deks, algorithm, masterAlg) = hc;
         Path = path;
         _file = file;
         FileLength = fileLength;
@@ -99,7 +98,7 @@ public sealed class CryptoTensorsReader : IDisposable
             var headerBytes = new byte[n];
             if (ReadExactly(file, headerBytes, 8) != n) throw FileChanged();
             var header = SafetensorsHeader.Parse(headerBytes, length);
-            return Authenticate(path, file, length, header, options);
+            return new CryptoTensorsReader(path, file, length, header, Authenticate(path, header, options));
         }
         catch
         {
@@ -108,7 +107,15 @@ public sealed class CryptoTensorsReader : IDisposable
         }
     }
 
-    private static CryptoTensorsReader Authenticate(string path, SafeFileHandle file, long length, SafetensorsHeader header, ReaderOptions options)
+    /// <summary>The result of authenticating a header: everything needed to decrypt its tensors.</summary>
+    internal sealed record HeaderCrypto(CryptoKeysField? Keys, AccessPolicy? Policy, Dictionary<string, TensorCrypto> Crypto,
+        SecretBuffer? Deks, AeadAlgorithm Algorithm, string? MasterAlg);
+
+    /// <summary>
+    /// Checks the reserved fields, resolves keys, verifies the signature, evaluates the policy and unwraps every data
+    /// key, in that order (FORMAT.md §4.3). <paramref name="name"/> is the file name given to the policy.
+    /// </summary>
+    internal static HeaderCrypto Authenticate(string name, SafetensorsHeader header, ReaderOptions options)
     {
         var meta = header.Metadata;
         if (meta is null || !meta.ContainsKey(ReservedFields.Encryption))
@@ -118,7 +125,7 @@ public sealed class CryptoTensorsReader : IDisposable
                 throw Errors.Create(ErrorCode.StrippedEncryption, $"{stray} is present but __encryption__ is not: refusing a stripped (downgraded) encrypted file", field: ReservedFields.Encryption);
             if (options.RequireEncrypted)
                 throw Errors.Create(ErrorCode.NotEncrypted, "the file is not encrypted and signed, and the caller requires it");
-            return new CryptoTensorsReader(path, file, length, header, null, null, [], null, default, null);
+            return new HeaderCrypto(null, null, [], null, default, null);
         }
 
         if (!meta.TryGetValue(ReservedFields.CryptoKeys, out var keysJson))
@@ -142,11 +149,11 @@ public sealed class CryptoTensorsReader : IDisposable
             VerifySignature(header, signatureText, verify);
 
             var policy = AccessPolicy.Parse(policyJson);
-            PolicyGate.EnsureAllowed(policy, path, keys, options);
+            PolicyGate.EnsureAllowed(policy, name, keys, options);
 
             var entries = EncryptionEntry.Parse(meta[ReservedFields.Encryption]);
             var (crypto, deks) = UnwrapAll(entries, header, master);
-            return new CryptoTensorsReader(path, file, length, header, keys, policy, crypto, deks, master.Algorithm, master.Alg);
+            return new HeaderCrypto(keys, policy, crypto, deks, master.Algorithm, master.Alg);
         }
         finally
         {

@@ -1,0 +1,164 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Security.Cryptography;
+using CryptoTensors.Gpu.Crypto;
+using CryptoTensors.Gpu.Format;
+using CryptoTensors.Gpu.Writing;
+
+namespace CryptoTensors.Gpu.Reading;
+
+/// <summary>
+/// Reads a CryptoTensors (or plain safetensors) file from a non-seekable source — an HTTP body, a pipe, stdin — in
+/// file order with bounded memory: the header (at most 100 MB, read incrementally), then every tensor chunk by chunk.
+/// The header is authenticated exactly as <see cref="CryptoTensorsReader.Open"/> does before any tensor byte is read.
+/// Every piece handed to the caller is authenticated plaintext (a v2 chunk, a whole v1 tensor, or a block of a plain
+/// tensor); when a later piece fails, the caller must discard what it received. Memory: one chunk (v2), the largest
+/// encrypted tensor (v1), or 1 MiB (plain).
+/// </summary>
+public sealed class CryptoTensorsStreamReader : IDisposable
+{
+    private const int PlainBlock = 1 << 20;
+    private readonly Stream _stream;
+    private readonly CryptoTensorsReader.HeaderCrypto _crypto;
+    private bool _consumed;
+    private bool _disposed;
+
+    private CryptoTensorsStreamReader(Stream stream, SafetensorsHeader header, CryptoTensorsReader.HeaderCrypto crypto)
+    {
+        _stream = stream;
+        Header = header;
+        _crypto = crypto;
+        Tensors = header.Tensors.Select(t => new TensorDescriptor(t.Name, t.Dtype, t.Shape, t.ByteLength, crypto.Crypto.ContainsKey(t.Name))).ToArray();
+    }
+
+    /// <summary>The validated header.</summary>
+    public SafetensorsHeader Header { get; }
+
+    /// <summary>Tensors in file order (the order <see cref="ReadAllAsync"/> delivers them).</summary>
+    public IReadOnlyList<TensorDescriptor> Tensors { get; }
+
+    /// <summary>Whether the file is encrypted (and its header was verified).</summary>
+    public bool IsEncrypted => _crypto.Keys is not null;
+
+    /// <summary>Opens a stream: reads and authenticates the header. <paramref name="name"/> is the file name given to the policy.</summary>
+    public static async Task<CryptoTensorsStreamReader> OpenAsync(Stream stream, string name, ReaderOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new ReaderOptions();
+        var prefix = new byte[8];
+        var got = await ReadAtMostAsync(stream, prefix, cancellationToken).ConfigureAwait(false);
+        var n = SafetensorsHeader.ReadHeaderLength(prefix.AsSpan(0, got), got < 8 ? got : long.MaxValue);
+        // Grow the buffer as bytes arrive, so a lying length on a short stream never allocates 100 MB.
+        var header = new byte[Math.Min(n, 1 << 20)];
+        var have = 0L;
+        while (have < n)
+        {
+            if (have == header.Length) Array.Resize(ref header, (int)Math.Min(n, (long)header.Length * 2));
+            var r = await stream.ReadAsync(header.AsMemory((int)have, (int)(header.Length - have)), cancellationToken).ConfigureAwait(false);
+            if (r == 0) throw Errors.Create(ErrorCode.InvalidHeaderLength, $"invalid header length: {n} bytes of header but the stream ended after {have}");
+            have += r;
+        }
+        var parsed = SafetensorsHeader.Parse(header, fileLength: null);
+        return new CryptoTensorsStreamReader(stream, parsed, CryptoTensorsReader.Authenticate(name, parsed, options));
+    }
+
+    /// <summary>Opens a <see cref="PipeReader"/> (e.g. an HTTP request body).</summary>
+    public static Task<CryptoTensorsStreamReader> OpenAsync(PipeReader reader, string name, ReaderOptions? options = null, CancellationToken cancellationToken = default)
+        => OpenAsync(reader.AsStream(), name, options, cancellationToken);
+
+    /// <summary>
+    /// Reads every tensor in file order, calling <paramref name="onData"/> with (tensor, offset in the tensor,
+    /// authenticated plaintext). The buffer passed is reused after the callback returns. Refuses trailing bytes.
+    /// </summary>
+    public async Task ReadAllAsync(Func<TensorDescriptor, long, ReadOnlyMemory<byte>, ValueTask> onData,
+        IProgress<TensorProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_consumed) throw new InvalidOperationException("the stream has already been read");
+        _consumed = true;
+        var chunkSize = _crypto.Keys?.ChunkSize;
+        long largestV1 = 0;
+        if (chunkSize is null) foreach (var t in Tensors.Where(t => t.IsEncrypted)) largestV1 = Math.Max(largestV1, t.ByteLength);
+        var bufferSize = (int)Math.Max(Math.Max(chunkSize ?? 0, PlainBlock), largestV1);
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(bufferSize, 1));
+        var total = Tensors.Sum(t => t.ByteLength);
+        long done = 0;
+        try
+        {
+            for (var ti = 0; ti < Tensors.Count; ti++)
+            {
+                var t = Tensors[ti];
+                if (!_crypto.Crypto.TryGetValue(t.Name, out var c))
+                {
+                    for (long o = 0; o < t.ByteLength; o += PlainBlock)
+                    {
+                        var len = (int)Math.Min(PlainBlock, t.ByteLength - o);
+                        await FillAsync(buffer.AsMemory(0, len), t.Name, cancellationToken).ConfigureAwait(false);
+                        await onData(t, o, buffer.AsMemory(0, len)).ConfigureAwait(false);
+                    }
+                }
+                else
+                {
+                    CryptoTensorsReader.ValidateEntry(t.Name, c.Entry, t.ByteLength, chunkSize);
+                    using var cipher = new AeadCipher(_crypto.Algorithm, _crypto.Deks!.Span.Slice(c.DekOffset, _crypto.Algorithm.KeySize()));
+                    if (chunkSize is not { } cs)
+                    {
+                        var all = buffer.AsMemory(0, (int)t.ByteLength);
+                        await FillAsync(all, t.Name, cancellationToken).ConfigureAwait(false);
+                        if (!(t.ByteLength == 0 && c.Entry.Iv.Length == 0) && !cipher.TryDecrypt(c.Entry.Iv, all.Span, c.Entry.Tag, all.Span))
+                            throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: t.Name);
+                        await onData(t, 0, all).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        var chunks = ChunkNonce.Count(t.ByteLength, cs);
+                        var nonce = new byte[AeadAlgorithms.NonceSize];
+                        for (long i = 0; i < chunks; i++)
+                        {
+                            var len = (int)Math.Min(cs, t.ByteLength - i * cs);
+                            var piece = buffer.AsMemory(0, len);
+                            await FillAsync(piece, t.Name, cancellationToken).ConfigureAwait(false);
+                            ChunkNonce.TryDerive(c.Entry.BaseIv, i, nonce);
+                            if (!cipher.TryDecrypt(nonce, piece.Span, c.Entry.Tags.AsSpan((int)(i * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize), piece.Span))
+                                throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: t.Name, chunk: i);
+                            await onData(t, i * cs, piece).ConfigureAwait(false);
+                        }
+                    }
+                }
+                done += t.ByteLength;
+                progress?.Report(new TensorProgress(done, total, ti + 1, Tensors.Count));
+            }
+            if (await ReadAtMostAsync(_stream, buffer.AsMemory(0, 1), cancellationToken).ConfigureAwait(false) != 0)
+                throw Errors.Create(ErrorCode.IncompleteBuffer, "incomplete metadata, file not fully covered: the stream continues after the last tensor");
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(buffer);
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private async ValueTask FillAsync(Memory<byte> target, string tensor, CancellationToken cancellationToken)
+    {
+        if (await ReadAtMostAsync(_stream, target, cancellationToken).ConfigureAwait(false) != target.Length)
+            throw Errors.Create(ErrorCode.IncompleteBuffer, "incomplete metadata, file not fully covered: the stream ended inside a tensor", tensor: tensor);
+    }
+
+    private static async ValueTask<int> ReadAtMostAsync(Stream s, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        var done = 0;
+        while (done < buffer.Length)
+        {
+            var n = await s.ReadAsync(buffer[done..], cancellationToken).ConfigureAwait(false);
+            if (n == 0) break;
+            done += n;
+        }
+        return done;
+    }
+
+    /// <summary>Zeroes the data keys. The stream is not disposed (the caller owns it).</summary>
+    public void Dispose()
+    {
+        _disposed = true;
+        _crypto.Deks?.Dispose();
+    }
+}
