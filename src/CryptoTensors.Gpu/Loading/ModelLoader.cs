@@ -181,17 +181,8 @@ public static unsafe class ModelLoader
         if (t.Entry is not { } e) return;
 
         var cipher = state.CipherFor(t.DekOffset);
-        if (item.Chunk < 0)
-        {
-            if (item.Length == 0 && e.Iv.Length == 0) return;
-            if (!cipher.TryDecrypt(e.Iv, input, e.Tag, dest))
-                throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: t.Tensor.Name);
-            return;
-        }
-        Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
-        ChunkNonce.TryDerive(e.BaseIv, item.Chunk, nonce);
-        if (!cipher.TryDecrypt(nonce, input, e.Tags.AsSpan((int)(item.Chunk * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize), dest))
-            throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: t.Tensor.Name, chunk: item.Chunk);
+        if (item.Chunk < 0) CryptoTensorsReader.DecryptWhole(t.Tensor.Name, cipher, e, input, dest);
+        else CryptoTensorsReader.DecryptChunk(t.Tensor.Name, cipher, e, input, dest, item.Chunk);
     }
 
     /// <summary>Per-worker state: the cipher of the data key used last (consecutive chunks share a key).</summary>

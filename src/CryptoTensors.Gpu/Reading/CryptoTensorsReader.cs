@@ -306,7 +306,6 @@ public sealed class CryptoTensorsReader : IDisposable
             }
             if (destination.IsEmpty) return;
             using var cipher = new AeadCipher(_algorithm, DataKeyAt(c.DekOffset));
-            Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
             var first = offset / cs;
             var last = (offset + destination.Length - 1) / cs;
             byte[]? scratch = null;
@@ -321,7 +320,7 @@ public sealed class CryptoTensorsReader : IDisposable
                     if (inside) target = destination.Slice((int)(chunkStart - offset), chunkLen);
                     else target = (scratch ??= GC.AllocateUninitializedArray<byte>((int)cs, pinned: true)).AsSpan(0, chunkLen);
                     if (ReadExactly(_file, target, fileStart + chunkStart) != chunkLen) throw FileChanged(name);
-                    DecryptChunk(name, cipher, c.Entry, target, i, nonce);
+                    DecryptChunk(name, cipher, c.Entry, target, i);
                     if (!inside)
                     {
                         var from = Math.Max(offset, chunkStart);
@@ -379,9 +378,7 @@ public sealed class CryptoTensorsReader : IDisposable
         ValidateEntry(name, e, data.Length, CryptoKeys!.ChunkSize);
         if (CryptoKeys.ChunkSize is not { } chunkSize)
         {
-            if (data.Length == 0 && e.Iv.Length == 0) return; // §3.6: empty v1 tensor
-            if (!cipher.TryDecrypt(e.Iv, data, e.Tag, data))
-                throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: name);
+            DecryptWhole(name, cipher, e, data, data);
             return;
         }
 
@@ -391,17 +388,28 @@ public sealed class CryptoTensorsReader : IDisposable
             DecryptChunksParallel(name, c.DekOffset, e, data, chunkSize, chunks);
             return;
         }
-        Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
-        for (long i = 0; i < chunks; i++) DecryptChunk(name, cipher, e, ChunkOf(data, chunkSize, i), i, nonce);
+        for (long i = 0; i < chunks; i++) DecryptChunk(name, cipher, e, ChunkOf(data, chunkSize, i), i);
     }
 
-    /// <summary>Decrypts chunk <paramref name="i"/> in place; <paramref name="chunk"/> holds exactly its bytes.</summary>
-    private static void DecryptChunk(string name, AeadCipher cipher, EncryptionEntry e, Span<byte> chunk, long i, Span<byte> nonce)
+    /// <summary>Decrypts chunk <paramref name="i"/> of a v2 tensor from <paramref name="input"/> into <paramref name="output"/> (may be the same memory).</summary>
+    internal static void DecryptChunk(string name, AeadCipher cipher, EncryptionEntry e, ReadOnlySpan<byte> input, Span<byte> output, long i)
     {
+        Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
         ChunkNonce.TryDerive(e.BaseIv, i, nonce);
-        if (!cipher.TryDecrypt(nonce, chunk, e.Tags.AsSpan((int)(i * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize), chunk))
+        if (!cipher.TryDecrypt(nonce, input, e.Tags.AsSpan((int)(i * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize), output))
             throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: name, chunk: i);
     }
+
+    /// <summary>Decrypts a whole v1 tensor (an empty one with empty iv/tag is accepted as is, §3.6).</summary>
+    internal static void DecryptWhole(string name, AeadCipher cipher, EncryptionEntry e, ReadOnlySpan<byte> input, Span<byte> output)
+    {
+        if (input.Length == 0 && e.Iv.Length == 0) return;
+        if (!cipher.TryDecrypt(e.Iv, input, e.Tag, output))
+            throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: name);
+    }
+
+    private static void DecryptChunk(string name, AeadCipher cipher, EncryptionEntry e, Span<byte> chunk, long i)
+        => DecryptChunk(name, cipher, e, chunk, chunk, i);
 
     private static Span<byte> ChunkOf(Span<byte> data, long chunkSize, long i)
     {
@@ -422,8 +430,7 @@ public sealed class CryptoTensorsReader : IDisposable
                 var length = data.Length;
                 Parallel.For(0L, chunks, () => new AeadCipher(algorithm, deks.Span.Slice(dekOffset, algorithm.KeySize())), (i, _, cipher) =>
                 {
-                    Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
-                    DecryptChunk(name, cipher, e, ChunkOf(new Span<byte>((void*)ptr, length), chunkSize, i), i, nonce);
+                    DecryptChunk(name, cipher, e, ChunkOf(new Span<byte>((void*)ptr, length), chunkSize, i), i);
                     return cipher;
                 }, cipher => cipher.Dispose());
             }

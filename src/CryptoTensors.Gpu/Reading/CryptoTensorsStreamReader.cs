@@ -104,22 +104,18 @@ public sealed class CryptoTensorsStreamReader : IDisposable
                     {
                         var all = buffer.AsMemory(0, (int)t.ByteLength);
                         await FillAsync(all, t.Name, cancellationToken).ConfigureAwait(false);
-                        if (!(t.ByteLength == 0 && c.Entry.Iv.Length == 0) && !cipher.TryDecrypt(c.Entry.Iv, all.Span, c.Entry.Tag, all.Span))
-                            throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: t.Name);
+                        CryptoTensorsReader.DecryptWhole(t.Name, cipher, c.Entry, all.Span, all.Span);
                         await onData(t, 0, all).ConfigureAwait(false);
                     }
                     else
                     {
                         var chunks = ChunkNonce.Count(t.ByteLength, cs);
-                        var nonce = new byte[AeadAlgorithms.NonceSize];
                         for (long i = 0; i < chunks; i++)
                         {
                             var len = (int)Math.Min(cs, t.ByteLength - i * cs);
                             var piece = buffer.AsMemory(0, len);
                             await FillAsync(piece, t.Name, cancellationToken).ConfigureAwait(false);
-                            ChunkNonce.TryDerive(c.Entry.BaseIv, i, nonce);
-                            if (!cipher.TryDecrypt(nonce, piece.Span, c.Entry.Tags.AsSpan((int)(i * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize), piece.Span))
-                                throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: t.Name, chunk: i);
+                            CryptoTensorsReader.DecryptChunk(t.Name, cipher, c.Entry, piece.Span, piece.Span, i);
                             await onData(t, i * cs, piece).ConfigureAwait(false);
                         }
                     }

@@ -133,34 +133,15 @@ internal sealed class Evaluator : IBuiltinContext
             return g.DefaultValue;
         }
 
-        Value? result = null;
-        RuleDef? first = null;
+        var single = new SingleValue();
         foreach (var def in g.Defs)
         {
             _frame = NewFrame(def);
             Step();
-            var d = def;
-            var constValue = d.Value is ConstExpr;
-            EvalBody(d.Body, 0, () =>
-            {
-                Each(d.Value, v =>
-                {
-                    if (result is null)
-                    {
-                        result = v;
-                        first = d;
-                    }
-                    else if (Charged(result, v) && !result.Equals(v))
-                    {
-                        throw RegoErrors.Eval(d.Line, d.Col,
-                            $"complete rule '{g.Name}' produced conflicting values {result} (at {first!.Line}:{first.Col}) and {v}");
-                    }
-                    return false;
-                });
-                return constValue;
-            });
+            CollectSingleValue(def, single, (d, previous, first, v) => RegoErrors.Eval(d.Line, d.Col,
+                $"complete rule '{g.Name}' produced conflicting values {previous} (at {first.Line}:{first.Col}) and {v}"));
         }
-        return result ?? g.DefaultValue;
+        return single.Result ?? g.DefaultValue;
     }
 
     private SetValue EvalPartialSet(RuleGroup g)
@@ -187,6 +168,36 @@ internal sealed class Evaluator : IBuiltinContext
     }
 
     /// <summary>Charges a comparison of two values; always true.</summary>
+    /// <summary>The one value of a complete rule or function call; a second, different value is a conflict.</summary>
+    private sealed class SingleValue
+    {
+        public Value? Result;
+        public RuleDef? First;
+    }
+
+    /// <summary>Evaluates one definition's body and value into <paramref name="single"/>, raising <paramref name="conflict"/> on disagreement.</summary>
+    private void CollectSingleValue(RuleDef d, SingleValue single, Func<RuleDef, Value, RuleDef, Value, Exception> conflict)
+    {
+        var constValue = d.Value is ConstExpr;
+        EvalBody(d.Body, 0, () =>
+        {
+            Each(d.Value, v =>
+            {
+                if (single.Result is null)
+                {
+                    single.Result = v;
+                    single.First = d;
+                }
+                else if (Charged(single.Result, v) && !single.Result.Equals(v))
+                {
+                    throw conflict(d, single.Result, single.First!, v);
+                }
+                return false;
+            });
+            return constValue;
+        });
+    }
+
     private bool Charged(Value a, Value b)
     {
         ChargeSize(Math.Min(a.Size, b.Size));
@@ -199,8 +210,7 @@ internal sealed class Evaluator : IBuiltinContext
         var saved = _frame;
         try
         {
-            Value? result = null;
-            RuleDef? first = null;
+            var single = new SingleValue();
             foreach (var def in g.Defs)
             {
                 var frame = NewFrame(def);
@@ -220,28 +230,10 @@ internal sealed class Evaluator : IBuiltinContext
                 if (!matches) continue;
                 _frame = frame;
                 Step();
-                var d = def;
-                var constValue = d.Value is ConstExpr;
-                EvalBody(d.Body, 0, () =>
-                {
-                    Each(d.Value, v =>
-                    {
-                        if (result is null)
-                        {
-                            result = v;
-                            first = d;
-                        }
-                        else if (Charged(result, v) && !result.Equals(v))
-                        {
-                            throw RegoErrors.Eval(call.Line, call.Col,
-                                $"function '{g.Name}' produced conflicting outputs {result} (at {first!.Line}:{first.Col}) and {v} for the same inputs");
-                        }
-                        return false;
-                    });
-                    return constValue;
-                });
+                CollectSingleValue(def, single, (_, previous, first, v) => RegoErrors.Eval(call.Line, call.Col,
+                    $"function '{g.Name}' produced conflicting outputs {previous} (at {first.Line}:{first.Col}) and {v} for the same inputs"));
             }
-            return result;
+            return single.Result;
         }
         finally
         {

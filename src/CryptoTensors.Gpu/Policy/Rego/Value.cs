@@ -21,6 +21,18 @@ internal enum ValueKind
 /// </summary>
 internal abstract class Value : IEquatable<Value>, IComparable<Value>
 {
+    /// <summary>Lexicographic order of two sequences of values (arrays, and sets in sorted order).</summary>
+    protected static int CompareSequences(Value[] a, Value[] b)
+    {
+        var n = Math.Min(a.Length, b.Length);
+        for (var i = 0; i < n; i++)
+        {
+            var c = a[i].CompareTo(b[i]);
+            if (c != 0) return c;
+        }
+        return a.Length.CompareTo(b.Length);
+    }
+
     public abstract ValueKind Kind { get; }
 
     /// <summary>Cost units of the value: 1 per node plus 1 per 16 string characters. Work on values is charged by it.</summary>
@@ -306,14 +318,7 @@ internal sealed class ArrayValue : Value
 
     protected override int CompareSameKind(Value other)
     {
-        var b = ((ArrayValue)other).Items;
-        var n = Math.Min(Items.Length, b.Length);
-        for (var i = 0; i < n; i++)
-        {
-            var c = Items[i].CompareTo(b[i]);
-            if (c != 0) return c;
-        }
-        return Items.Length.CompareTo(b.Length);
+        return CompareSequences(Items, ((ArrayValue)other).Items);
     }
 
     public override void Format(StringBuilder sb, bool quoteStrings)
@@ -472,15 +477,7 @@ internal sealed class SetValue : Value
 
     protected override int CompareSameKind(Value other)
     {
-        var a = Sorted;
-        var b = ((SetValue)other).Sorted;
-        var n = Math.Min(a.Length, b.Length);
-        for (var i = 0; i < n; i++)
-        {
-            var c = a[i].CompareTo(b[i]);
-            if (c != 0) return c;
-        }
-        return a.Length.CompareTo(b.Length);
+        return CompareSequences(Sorted, ((SetValue)other).Sorted);
     }
 
     public override void Format(StringBuilder sb, bool quoteStrings)
