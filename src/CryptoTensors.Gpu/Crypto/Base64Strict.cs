@@ -28,6 +28,35 @@ internal static class Base64Strict
         return true;
     }
 
+    /// <summary>Canonical standard base64 given as UTF-8 bytes (no allocation but the result); false for anything the reference rejects.</summary>
+    public static bool TryDecodeUtf8(ReadOnlySpan<byte> utf8, out byte[] bytes)
+    {
+        bytes = [];
+        if (utf8.Length % 4 != 0) return false;
+        if (utf8.IsEmpty) return true;
+        var max = utf8.Length / 4 * 3;
+        byte[]? rented = null;
+        var decoded = max <= 512 ? stackalloc byte[max] : (rented = ArrayPool<byte>.Shared.Rent(max));
+        byte[]? rentedText = null;
+        try
+        {
+            if (System.Buffers.Text.Base64.DecodeFromUtf8(utf8, decoded, out var consumed, out var written) != OperationStatus.Done || consumed != utf8.Length)
+                return false;
+            // Canonical: re-encoding gives the same text (zero trailing bits, exact padding).
+            var text = utf8.Length <= 1024 ? stackalloc byte[utf8.Length] : (rentedText = ArrayPool<byte>.Shared.Rent(utf8.Length));
+            if (System.Buffers.Text.Base64.EncodeToUtf8(decoded[..written], text, out _, out var encoded) != OperationStatus.Done
+                || !text[..encoded].SequenceEqual(utf8))
+                return false;
+            bytes = decoded[..written].ToArray();
+            return true;
+        }
+        finally
+        {
+            if (rented is not null) ArrayPool<byte>.Shared.Return(rented);
+            if (rentedText is not null) ArrayPool<byte>.Shared.Return(rentedText);
+        }
+    }
+
     /// <summary>
     /// Decodes key material leniently (standard or URL alphabet, padded or not: RFC 7517 JWKs use base64url
     /// without padding) straight into <paramref name="destination"/>; returns the byte count or -1.

@@ -164,48 +164,95 @@ internal sealed class EncryptionEntry
         return w.ToUtf8String();
     }
 
+    private static readonly string[] FieldNames = ["wrapped_key", "key_iv", "key_tag", "iv", "tag", "base_iv", "tags"];
+
+    /// <summary>
+    /// Parses <c>__encryption__</c> in one forward pass (it holds an entry per tensor, so open time of many-tensor
+    /// models depends on it): duplicate names or fields refused, unknown fields ignored, base64 strict.
+    /// </summary>
     internal static Dictionary<string, EncryptionEntry> Parse(string json)
     {
-        using var doc = StrictJson.Parse(json, ReservedFields.Encryption);
-        if (doc.RootElement.ValueKind != JsonValueKind.Object)
-            throw Errors.Create(ErrorCode.InvalidCryptoField, "must be a JSON object", field: ReservedFields.Encryption);
-        var result = new Dictionary<string, EncryptionEntry>(StringComparer.Ordinal);
-        foreach (var p in doc.RootElement.EnumerateObject())
+        var rented = System.Buffers.ArrayPool<byte>.Shared.Rent(System.Text.Encoding.UTF8.GetMaxByteCount(json.Length));
+        try
         {
-            var e = p.Value;
-            if (e.ValueKind != JsonValueKind.Object)
-                throw Errors.Create(ErrorCode.InvalidCryptoField, "entry must be an object", tensor: p.Name, field: ReservedFields.Encryption);
-            result[p.Name] = new EncryptionEntry
-            {
-                WrappedKey = Required(e, "wrapped_key", p.Name),
-                KeyIv = Required(e, "key_iv", p.Name),
-                KeyTag = Required(e, "key_tag", p.Name),
-                Iv = Optional(e, "iv", p.Name),
-                Tag = Optional(e, "tag", p.Name),
-                BaseIv = Optional(e, "base_iv", p.Name),
-                Tags = Optional(e, "tags", p.Name),
-            };
+            var n = System.Text.Encoding.UTF8.GetBytes(json, rented);
+            return Parse(rented.AsSpan(0, n));
         }
-        return result;
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(rented);
+        }
     }
 
-    private static byte[] Required(JsonElement e, string field, string tensor)
+    private static Dictionary<string, EncryptionEntry> Parse(ReadOnlySpan<byte> utf8)
     {
-        if (!e.TryGetProperty(field, out var v))
-            throw Errors.Create(ErrorCode.InvalidCryptoField, $"missing field `{field}`", tensor: tensor, field: field);
-        if (v.ValueKind != JsonValueKind.String || v.GetString()!.Length == 0)
-            throw Errors.Create(ErrorCode.InvalidWrappedKey, $"{field} is empty", tensor: tensor, field: field);
-        if (!Base64Strict.TryDecode(v.GetString()!, out var bytes))
-            throw Errors.Create(ErrorCode.InvalidWrappedKey, $"{field} is not valid base64", tensor: tensor, field: field);
-        return bytes;
+        var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { MaxDepth = 16 });
+        var result = new Dictionary<string, EncryptionEntry>(StringComparer.Ordinal);
+        string? tensor = null;
+        try
+        {
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+                throw Errors.Create(ErrorCode.InvalidCryptoField, "must be a JSON object", field: ReservedFields.Encryption);
+            var fields = new byte[FieldNames.Length][];
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                tensor = reader.GetString()!;
+                if (result.ContainsKey(tensor)) throw Errors.Create(ErrorCode.InvalidCryptoField, "duplicate entry", tensor: tensor, field: ReservedFields.Encryption);
+                if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+                    throw Errors.Create(ErrorCode.InvalidCryptoField, "entry must be an object", tensor: tensor, field: ReservedFields.Encryption);
+                Array.Clear(fields);
+                var present = 0;
+                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                {
+                    var f = FieldIndex(ref reader);
+                    reader.Read();
+                    if (f < 0)
+                    {
+                        reader.TrySkip(); // unknown fields (e.g. enc_algo) are ignored, as the reference does
+                        continue;
+                    }
+                    if ((present & (1 << f)) != 0) throw Errors.Create(ErrorCode.InvalidCryptoField, $"duplicate field `{FieldNames[f]}`", tensor: tensor, field: FieldNames[f]);
+                    present |= 1 << f;
+                    if (reader.TokenType == JsonTokenType.Null) continue;
+                    if (reader.TokenType != JsonTokenType.String || !DecodeValue(ref reader, out fields[f]))
+                        throw Errors.Create(f < 3 ? ErrorCode.InvalidWrappedKey : ErrorCode.InvalidCryptoField, $"{FieldNames[f]} is not valid base64", tensor: tensor, field: FieldNames[f]);
+                }
+                for (var f = 0; f < 3; f++)
+                {
+                    if ((present & (1 << f)) == 0)
+                        throw Errors.Create(ErrorCode.InvalidCryptoField, $"missing field `{FieldNames[f]}`", tensor: tensor, field: FieldNames[f]);
+                    if (fields[f] is null || fields[f].Length == 0)
+                        throw Errors.Create(ErrorCode.InvalidWrappedKey, $"{FieldNames[f]} is empty", tensor: tensor, field: FieldNames[f]);
+                }
+                result[tensor] = new EncryptionEntry
+                {
+                    WrappedKey = fields[0], KeyIv = fields[1], KeyTag = fields[2],
+                    Iv = fields[3] ?? [], Tag = fields[4] ?? [], BaseIv = fields[5] ?? [], Tags = fields[6] ?? [],
+                };
+            }
+            if (reader.TokenType != JsonTokenType.EndObject || reader.Read())
+                throw Errors.Create(ErrorCode.InvalidCryptoField, "trailing characters after the object", field: ReservedFields.Encryption);
+            return result;
+        }
+        catch (JsonException e)
+        {
+            throw Errors.Create(ErrorCode.InvalidCryptoField, $"not valid JSON: {e.Message}", tensor: tensor, field: ReservedFields.Encryption, inner: e);
+        }
     }
 
-    private static byte[] Optional(JsonElement e, string field, string tensor)
+    private static int FieldIndex(ref Utf8JsonReader reader)
     {
-        if (!e.TryGetProperty(field, out var v) || v.ValueKind == JsonValueKind.Null) return [];
-        if (v.ValueKind != JsonValueKind.String || !Base64Strict.TryDecode(v.GetString()!, out var bytes))
-            throw Errors.Create(ErrorCode.InvalidCryptoField, $"{field} is not valid base64", tensor: tensor, field: field);
-        return bytes;
+        for (var i = 0; i < FieldNames.Length; i++)
+        {
+            if (reader.ValueTextEquals(FieldNames[i])) return i;
+        }
+        return -1;
+    }
+
+    private static bool DecodeValue(ref Utf8JsonReader reader, out byte[] bytes)
+    {
+        if (!reader.ValueIsEscaped) return Base64Strict.TryDecodeUtf8(reader.ValueSpan, out bytes);
+        return Base64Strict.TryDecode(reader.GetString()!, out bytes);
     }
 }
 

@@ -10,9 +10,9 @@ internal readonly record struct HeaderTensor(string Name, Dtype Dtype, IReadOnly
 internal static class HeaderSerializer
 {
     /// <summary>The unpadded compact JSON (also the signed message when metadata excludes <c>__signature__</c>).</summary>
-    public static byte[] Serialize(IReadOnlyDictionary<string, string>? metadata, IEnumerable<HeaderTensor> tensors)
+    public static byte[] Serialize(IReadOnlyDictionary<string, string>? metadata, IEnumerable<HeaderTensor> tensors, int sizeHint = 4096)
     {
-        var w = new CompactJsonWriter(4096);
+        var w = new CompactJsonWriter(Math.Max(sizeHint, 256));
         w.StartObject();
         if (metadata is not null)
         {

@@ -95,9 +95,17 @@ public sealed class CryptoTensorsReader : IDisposable
             Span<byte> prefix = stackalloc byte[8];
             var got = length >= 8 ? ReadExactly(file, prefix, 0) : 0;
             var n = SafetensorsHeader.ReadHeaderLength(prefix[..got], length);
-            var headerBytes = new byte[n];
-            if (ReadExactly(file, headerBytes, 8) != n) throw FileChanged();
-            var header = SafetensorsHeader.Parse(headerBytes, length);
+            var headerBytes = System.Buffers.ArrayPool<byte>.Shared.Rent((int)n);
+            SafetensorsHeader header;
+            try
+            {
+                if (ReadExactly(file, headerBytes.AsSpan(0, (int)n), 8) != n) throw FileChanged();
+                header = SafetensorsHeader.Parse(headerBytes.AsSpan(0, (int)n), length);
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(headerBytes);
+            }
             return new CryptoTensorsReader(path, file, length, header, Authenticate(path, header, options));
         }
         catch
@@ -164,7 +172,7 @@ public sealed class CryptoTensorsReader : IDisposable
     internal static byte[] SignedMessage(SafetensorsHeader header)
     {
         var meta = header.Metadata!.Where(kv => kv.Key != ReservedFields.Signature).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
-        return HeaderSerializer.Serialize(meta, header.Tensors.Select(t => new HeaderTensor(t.Name, t.Dtype, t.Shape, t.Begin, t.End)));
+        return HeaderSerializer.Serialize(meta, header.Tensors.Select(t => new HeaderTensor(t.Name, t.Dtype, t.Shape, t.Begin, t.End)), (int)header.HeaderLength);
     }
 
     private static void VerifySignature(SafetensorsHeader header, string signatureText, VerificationKey key)
