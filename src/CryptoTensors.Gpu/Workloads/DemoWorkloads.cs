@@ -11,7 +11,7 @@ namespace CryptoTensors.Gpu.Workloads;
 public static class DemoWorkloads
 {
     /// <summary>The workload names.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["gpt2", "lora", "tiny"];
+    public static IReadOnlyList<string> Names { get; } = ["gpt2", "lora", "qwen3-0.6b", "qwen3-4b", "tiny"];
 
     /// <summary>The tensors of a workload.</summary>
     public static IReadOnlyList<TensorSource> Create(string name) => name switch
@@ -19,6 +19,8 @@ public static class DemoWorkloads
         "gpt2" => Gpt2(),
         "lora" => Lora(),
         "tiny" => Tiny(),
+        "qwen3-0.6b" => Qwen3(layers: 28, hidden: 1024, intermediate: 3072, heads: 16, kvHeads: 8),
+        "qwen3-4b" => Qwen3(layers: 36, hidden: 2560, intermediate: 9728, heads: 32, kvHeads: 8),
         _ => throw new ArgumentException($"unknown workload '{name}' (known: {string.Join(", ", Names)})", nameof(name)),
     };
 
@@ -56,6 +58,32 @@ public static class DemoWorkloads
         {
             list.Add(Gen($"lora.{i}.A", Dtype.F32, 32, 32));
             list.Add(Gen($"lora.{i}.B", Dtype.F32, 32, 32));
+        }
+        return list;
+    }
+
+    /// <summary>
+    /// Qwen3 (BF16) with the real tensor names and shapes of the released checkpoints (head_dim 128, vocabulary
+    /// 151,936, tied embeddings): Qwen3-0.6B is 28 layers × 1024 hidden, Qwen3-4B 36 × 2560.
+    /// </summary>
+    public static IReadOnlyList<TensorSource> Qwen3(int layers, ulong hidden, ulong intermediate, ulong heads, ulong kvHeads)
+    {
+        const ulong HeadDim = 128, Vocab = 151936;
+        var list = new List<TensorSource> { Gen("model.embed_tokens.weight", Dtype.BF16, Vocab, hidden), Gen("model.norm.weight", Dtype.BF16, hidden) };
+        for (var i = 0; i < layers; i++)
+        {
+            var p = $"model.layers.{i}.";
+            list.Add(Gen(p + "input_layernorm.weight", Dtype.BF16, hidden));
+            list.Add(Gen(p + "post_attention_layernorm.weight", Dtype.BF16, hidden));
+            list.Add(Gen(p + "self_attn.q_proj.weight", Dtype.BF16, heads * HeadDim, hidden));
+            list.Add(Gen(p + "self_attn.k_proj.weight", Dtype.BF16, kvHeads * HeadDim, hidden));
+            list.Add(Gen(p + "self_attn.v_proj.weight", Dtype.BF16, kvHeads * HeadDim, hidden));
+            list.Add(Gen(p + "self_attn.o_proj.weight", Dtype.BF16, hidden, heads * HeadDim));
+            list.Add(Gen(p + "self_attn.q_norm.weight", Dtype.BF16, HeadDim));
+            list.Add(Gen(p + "self_attn.k_norm.weight", Dtype.BF16, HeadDim));
+            list.Add(Gen(p + "mlp.gate_proj.weight", Dtype.BF16, intermediate, hidden));
+            list.Add(Gen(p + "mlp.up_proj.weight", Dtype.BF16, intermediate, hidden));
+            list.Add(Gen(p + "mlp.down_proj.weight", Dtype.BF16, hidden, intermediate));
         }
         return list;
     }

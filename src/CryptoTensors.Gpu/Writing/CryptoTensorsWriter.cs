@@ -77,7 +77,9 @@ public static class CryptoTensorsWriter
         var bufferSize = (int)Math.Min(Math.Max(chunkSize ?? CopyBlock, 1), int.MaxValue);
         if (plan is not null && chunkSize is null) bufferSize = (int)Math.Max(1, order.Where(t => selected.Contains(t.Name)).Select(t => t.ByteLength).DefaultIfEmpty(1).Max());
         bufferSize = Math.Max(bufferSize, CopyBlock);
-        var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
+        // Small buffers come from the shared pool; a large one (a big v1 tensor) is not kept alive by the pool afterwards.
+        var pooled = bufferSize <= 16 << 20;
+        var buffer = pooled ? ArrayPool<byte>.Shared.Rent(bufferSize) : GC.AllocateUninitializedArray<byte>(bufferSize);
         try
         {
             stream.Position = 8 + headerLength;
@@ -113,7 +115,7 @@ public static class CryptoTensorsWriter
         finally
         {
             CryptographicOperations.ZeroMemory(buffer);
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (pooled) ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

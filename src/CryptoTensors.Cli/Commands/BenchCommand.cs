@@ -1,0 +1,213 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using CryptoTensors.Gpu.Crypto;
+using CryptoTensors.Gpu.Keys;
+using CryptoTensors.Gpu.Loading;
+using CryptoTensors.Gpu.Reading;
+using CryptoTensors.Gpu.Workloads;
+using CryptoTensors.Gpu.Writing;
+
+namespace CryptoTensors.Cli.Commands;
+
+/// <summary>
+/// <c>ctensors bench</c>: whole-load measurements of one workload in one run — the machine's decrypt ceiling,
+/// plain / encrypted (v2 and v1) loads into reused and into fresh memory, peak RSS, per-tensor cost and encrypt speed.
+/// </summary>
+internal static unsafe class BenchCommand
+{
+    public static Command Create(CliIO io)
+    {
+        var workload = new Option<string>("--workload") { Description = "gpt2, lora, qwen3-0.6b, qwen3-4b or tiny", DefaultValueFactory = _ => "gpt2" };
+        workload.AcceptOnlyFromAmong([.. DemoWorkloads.Names]);
+        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var dir = new Option<string?>("--dir") { Description = "Where to write the files (default: a temporary directory, removed afterwards)" };
+        var repeat = new Option<int>("--repeat") { Description = "Runs of each load; the best is reported", DefaultValueFactory = _ => 3 };
+        var readPath = new Option<ReadPath>("--read-path") { Description = "PositionalRead (default) or MemoryMapped", DefaultValueFactory = _ => ReadPath.PositionalRead };
+        var cmd = new Command("bench", "Measure plain vs encrypted loads of a deterministic workload on this machine.") { workload, json, dir, repeat, readPath };
+        cmd.SetAction(r => io.Guard(() => Run(io, r.GetValue(workload)!, r.GetValue(json), r.GetValue(dir), Math.Max(1, r.GetValue(repeat)), r.GetValue(readPath))));
+        return cmd;
+    }
+
+    private static int Run(CliIO io, string workload, bool asJson, string? dirOption, int repeat, ReadPath readPath)
+    {
+        var dir = dirOption ?? Path.Combine(Path.GetTempPath(), "ctensors-bench-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+        Directory.CreateDirectory(dir);
+        var log = asJson ? TextWriter.Null : io.Out;
+        try
+        {
+            var tensors = DemoWorkloads.Create(workload);
+            var bytes = tensors.Sum(t => t.ByteLength);
+            var cores = Environment.ProcessorCount;
+            log.WriteLine($"workload {workload}: {tensors.Count} tensors, {bytes:N0} bytes; {cores} cores; {readPath}");
+            using var master = MasterKey.Generate(kid: "bench-enc");
+            using var signer = SigningKey.Generate("bench-sign");
+            string plain = Path.Combine(dir, "plain.safetensors"), v2 = Path.Combine(dir, "v2.cryptotensors"), v1 = Path.Combine(dir, "v1.cryptotensors");
+            CryptoTensorsWriter.Write(plain, tensors, new WriterOptions());
+            var encrypt = Seconds(() =>
+            {
+                using var src = CryptoTensorsReader.Open(plain, new ReaderOptions { Keys = new() });
+                CryptoTensorsWriter.Write(v2, src.Tensors.Select(t => TensorSource.FromReader(src, t.Name)), new WriterOptions { MasterKey = master, SigningKey = signer });
+            });
+            using (var src = CryptoTensorsReader.Open(plain, new ReaderOptions { Keys = new() }))
+                CryptoTensorsWriter.Write(v1, src.Tensors.Select(t => TensorSource.FromReader(src, t.Name)), new WriterOptions { MasterKey = master, SigningKey = signer, FormatVersion = 1 });
+
+            var ceiling = Ceiling(log, cores);
+            var keys = new ReaderOptions { MasterKey = master, VerificationKey = signer.Public, Keys = new KeyRegistry() };
+            var noKeys = new ReaderOptions { Keys = new KeyRegistry() };
+            var size = Math.Max(1, bytes);
+            // Peak RSS of one encrypted load into fresh memory, measured first, from a collected heap.
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+            ResetPeakRss();
+            var rssBefore = ReadStatus("VmRSS:");
+            var freshEncFirst = Fresh(v2, keys, size, readPath);
+            var peak = ReadStatus("VmHWM:");
+            var reused = (byte*)NativeMemory.AlignedAlloc((nuint)size, 4096);
+            try
+            {
+                for (long o = 0; o < size; o += int.MaxValue) new Span<byte>(reused + o, (int)Math.Min(int.MaxValue, size - o)).Fill(1);
+                var plainS = Best(repeat, () => Load(plain, noKeys, reused, readPath));
+                var encS = Best(repeat, () => Load(v2, keys, reused, readPath));
+                var v1S = Best(repeat, () => Load(v1, keys, reused, readPath));
+                var freshPlainS = Best(repeat, () => Fresh(plain, noKeys, size, readPath));
+                var freshEncS = Math.Min(freshEncFirst, Best(repeat - 1, () => Fresh(v2, keys, size, readPath)));
+
+                var r = new Dictionary<string, object>
+                {
+                    ["workload"] = workload,
+                    ["tensor_bytes"] = bytes,
+                    ["tensors"] = tensors.Count,
+                    ["cores"] = cores,
+                    ["backend"] = "bcl-aesgcm",
+                    ["read_path"] = readPath.ToString(),
+                    ["ceiling_gbps"] = ceiling,
+                    ["plain_gbps"] = Gbps(bytes, plainS),
+                    ["encrypted_gbps"] = Gbps(bytes, encS),
+                    ["v1_encrypted_gbps"] = Gbps(bytes, v1S),
+                    ["ratio_encrypted_over_plain"] = Math.Round(encS / plainS, 3),
+                    ["percent_of_ceiling"] = Math.Round(100 * Gbps(bytes, encS) / ceiling, 1),
+                    ["fresh_plain_gbps"] = Gbps(bytes, freshPlainS),
+                    ["fresh_encrypted_gbps"] = Gbps(bytes, freshEncS),
+                    ["peak_rss_over_tensor_bytes"] = peak is { } p ? Math.Round((double)p / size, 3) : -1,
+                    ["rss_before_load_bytes"] = rssBefore ?? -1,
+                    ["per_tensor_us"] = Math.Round(encS * 1e6 / Math.Max(1, tensors.Count), 2),
+                    ["encrypt_gbps"] = Gbps(bytes, encrypt),
+                };
+                if (asJson)
+                {
+                    io.Out.WriteLine(JsonSerializer.Serialize(r, new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+                }
+                else
+                {
+                    foreach (var (k, v) in r) io.Out.WriteLine($"{k,-28} {Convert.ToString(v, CultureInfo.InvariantCulture)}");
+                    io.Out.WriteLine("(2-core figures on this VM; file in page cache; 'fresh' = new, untouched destination memory each load)");
+                }
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(reused);
+            }
+            return 0;
+        }
+        finally
+        {
+            if (dirOption is null) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static double Gbps(long bytes, double seconds) => Math.Round(bytes / seconds / 1e9, 3);
+
+    private static double Seconds(Action a)
+    {
+        var sw = Stopwatch.StartNew();
+        a();
+        return sw.Elapsed.TotalSeconds;
+    }
+
+    private static double Best(int n, Func<double> run)
+    {
+        var best = double.MaxValue;
+        for (var i = 0; i < n; i++) best = Math.Min(best, run());
+        return best;
+    }
+
+    private static double Load(string path, ReaderOptions options, byte* destination, ReadPath readPath)
+    {
+        var sw = Stopwatch.StartNew();
+        using var reader = CryptoTensorsReader.Open(path, options);
+        var offsets = new Dictionary<string, long>(StringComparer.Ordinal);
+        long offset = 0;
+        foreach (var t in reader.Tensors)
+        {
+            offsets[t.Name] = offset;
+            offset += t.ByteLength;
+        }
+        ModelLoader.LoadInto(reader, t => new TensorDestination((IntPtr)(destination + offsets[t.Name]), t.ByteLength), new LoadOptions { ReadPath = readPath });
+        return sw.Elapsed.TotalSeconds;
+    }
+
+    private static double Fresh(string path, ReaderOptions options, long size, ReadPath readPath)
+    {
+        var sw = Stopwatch.StartNew();
+        var fresh = (byte*)NativeMemory.AlignedAlloc((nuint)size, 4096);
+        try
+        {
+            Load(path, options, fresh, readPath);
+            return sw.Elapsed.TotalSeconds;
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(fresh);
+        }
+    }
+
+    /// <summary>In-cache AES-256-GCM decryption (256 KiB in place, re-sealed between runs) with 1..cores threads; returns the best GB/s.</summary>
+    private static double Ceiling(TextWriter log, int cores)
+    {
+        var best = 0.0;
+        for (var threads = 1; threads <= cores; threads++)
+        {
+            var perThread = new double[threads];
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
+            {
+                using var cipher = new AeadCipher(AeadAlgorithm.Aes256Gcm, new byte[32]);
+                var data = new byte[256 << 10];
+                var nonce = new byte[12];
+                var tag = new byte[16];
+                cipher.Encrypt(nonce, data, data, tag);
+                var copy = new byte[data.Length];
+                long done = 0;
+                var sw = Stopwatch.StartNew();
+                while (sw.Elapsed.TotalSeconds < 0.4)
+                {
+                    if (!cipher.TryDecrypt(nonce, data, tag, copy)) throw new InvalidOperationException("ceiling self-check failed");
+                    done += data.Length;
+                }
+                perThread[i] = done / sw.Elapsed.TotalSeconds / 1e9;
+            });
+            var total = perThread.Sum();
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"ceiling bcl-aesgcm x{threads}: {total:F2} GB/s"));
+            best = Math.Max(best, total);
+        }
+        return Math.Round(best, 3);
+    }
+
+    private static void ResetPeakRss()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+
+    private static long? ReadStatus(string key)
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith(key, StringComparison.Ordinal));
+            return line is null ? null : long.Parse(line[key.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+        }
+        catch (IOException) { return null; }
+    }
+}
