@@ -23,10 +23,11 @@ internal static class DecryptCommand
             {
                 var meta = reader.Metadata.Concat(reader.ReservedMetadata).Where(kv => !ReservedFields.All.Contains(kv.Key))
                     .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
-                CryptoTensorsWriter.Write(target, reader.Tensors.Select(t => TensorSource.FromReader(reader, t.Name)), new WriterOptions
-                {
-                    Metadata = meta.Count == 0 && reader.Header.Metadata is null ? null : meta,
-                });
+                CliProgress.Run(io, "decrypt " + Path.GetFileName(target), progress =>
+                    CryptoTensorsWriter.Write(target, reader.Tensors.Select(t => TensorSource.FromReader(reader, t.Name)), new WriterOptions
+                    {
+                        Metadata = meta.Count == 0 && reader.Header.Metadata is null ? null : meta,
+                    }, progress));
             });
             io.Out.WriteLine($"wrote {outPath}");
             return 0;

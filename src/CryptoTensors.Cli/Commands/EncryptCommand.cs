@@ -48,16 +48,17 @@ internal static class EncryptCommand
                     if (eq <= 0) throw new ArgumentException($"--metadata '{kv}' is not k=v");
                     meta[kv[..eq]] = kv[(eq + 1)..];
                 }
-                CryptoTensorsWriter.Write(target, source.Tensors.Select(t => TensorSource.FromReader(source, t.Name)), new WriterOptions
-                {
-                    MasterKey = master,
-                    SigningKey = signer,
-                    FormatVersion = r.GetValue(version),
-                    ChunkSize = r.GetValue(chunk),
-                    EncryptOnly = filter,
-                    Policy = accessPolicy,
-                    Metadata = meta.Count == 0 && source.Header.Metadata is null ? null : meta,
-                });
+                CliProgress.Run(io, "encrypt " + Path.GetFileName(target), progress =>
+                    CryptoTensorsWriter.Write(target, source.Tensors.Select(t => TensorSource.FromReader(source, t.Name)), new WriterOptions
+                    {
+                        MasterKey = master,
+                        SigningKey = signer,
+                        FormatVersion = r.GetValue(version),
+                        ChunkSize = r.GetValue(chunk),
+                        EncryptOnly = filter,
+                        Policy = accessPolicy,
+                        Metadata = meta.Count == 0 && source.Header.Metadata is null ? null : meta,
+                    }, progress));
             }
             ShardedInputs.ForEach(r.GetValue(input)!, outPath, new ReaderOptions { Keys = new() }, EncryptOne);
             io.Out.WriteLine($"wrote {outPath}");

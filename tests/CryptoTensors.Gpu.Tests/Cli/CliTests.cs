@@ -115,6 +115,22 @@ public class CliTests
     }
 
     [Test]
+    public void ProgressIsPlainLinesOnStandardErrorWhenNotATerminal()
+    {
+        using var tmp = new TempDir();
+        var plain = tmp.File("plain.safetensors");
+        Gpu.Writing.CryptoTensorsWriter.Write(plain, TestModels.EveryDtype(), new Gpu.Writing.WriterOptions());
+        Assert.That(Ctensors("keygen", "--out-dir", tmp.File("k")).Code, Is.Zero);
+        var r = Ctensors("encrypt", plain, "-o", tmp.File("e.ct"), "--key", tmp.File("k/enc.jwk"), "--sign-key", tmp.File("k/sign.jwk"));
+        Assert.That(r.Code, Is.Zero, r.Err);
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Is.Not.Empty);
+        Assert.That(lines, Has.All.StartWith("encrypt e.ct: "));
+        Assert.That(lines[^1], Does.StartWith("encrypt e.ct: 100% (" + TestModels.EveryDtype().Count + "/"));
+        Assert.That(r.Out, Does.Not.Contain("%"), "progress never goes to standard output");
+    }
+
+    [Test]
     public void DecryptOfATamperedFileLeavesNoOutput()
     {
         using var tmp = new TempDir();
