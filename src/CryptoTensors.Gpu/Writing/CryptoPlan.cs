@@ -97,33 +97,23 @@ internal sealed class CryptoPlan : IDisposable
 
     public bool TryGet(string name, out Job job) => _jobs.TryGetValue(name, out job!);
 
-    /// <summary>Seals a tensor chunk by chunk (v2) or whole (v1) through <paramref name="buffer"/> into <paramref name="output"/>.</summary>
-    public void EncryptTensor(TensorSource t, Job job, Stream output, byte[] buffer, CancellationToken cancellationToken)
+    /// <summary>
+    /// Seals one work item in place: chunk <paramref name="chunk"/> of a v2 tensor (its tag goes to its slot of
+    /// <c>tags</c>), or a whole v1 tensor when <paramref name="chunk"/> is -1. Thread-safe for distinct items.
+    /// </summary>
+    public void Seal(Job job, long chunk, Span<byte> data)
     {
-        using var cipher = new AeadCipher(_algorithm, _deks.Span.Slice(job.DekOffset, _algorithm.KeySize()));
         var e = job.Entry;
-        if (_keys.ChunkSize is { } cs)
+        if (chunk < 0 && data.IsEmpty) return; // §3.6: empty v1 tensor: iv "" and tag ""
+        using var cipher = new AeadCipher(_algorithm, _deks.Span.Slice(job.DekOffset, _algorithm.KeySize()));
+        if (chunk < 0)
         {
-            var chunks = ChunkNonce.Count(t.ByteLength, cs);
-            Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
-            for (long i = 0; i < chunks; i++)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var start = i * cs;
-                var len = (int)Math.Min(cs, t.ByteLength - start);
-                var span = buffer.AsSpan(0, len);
-                t.Read(start, span);
-                ChunkNonce.TryDerive(e.BaseIv, i, nonce);
-                cipher.Encrypt(nonce, span, span, e.Tags.AsSpan((int)(i * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize));
-                output.Write(span);
-            }
+            cipher.Encrypt(e.Iv, data, data, e.Tag);
             return;
         }
-        if (t.ByteLength == 0) return; // §3.6: empty v1 tensor: iv "" and tag ""
-        var all = buffer.AsSpan(0, checked((int)t.ByteLength));
-        t.Read(0, all);
-        cipher.Encrypt(e.Iv, all, all, e.Tag);
-        output.Write(all);
+        Span<byte> nonce = stackalloc byte[AeadAlgorithms.NonceSize];
+        ChunkNonce.TryDerive(e.BaseIv, chunk, nonce);
+        cipher.Encrypt(nonce, data, data, e.Tags.AsSpan((int)(chunk * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize));
     }
 
     /// <summary>Adds the four reserved fields; with <paramref name="placeholder"/> the signature is a same-length stand-in.</summary>

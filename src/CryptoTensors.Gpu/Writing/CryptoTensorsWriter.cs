@@ -23,6 +23,7 @@ public readonly record struct TensorProgress(long BytesDone, long BytesTotal, in
 public static class CryptoTensorsWriter
 {
     private const int CopyBlock = 4 << 20;
+    private const int WindowBytes = 16 << 20;
 
     /// <summary>Writes <paramref name="tensors"/> to <paramref name="path"/> atomically.</summary>
     public static void Write(string path, IEnumerable<TensorSource> tensors, WriterOptions options,
@@ -73,33 +74,66 @@ public static class CryptoTensorsWriter
         using var file = new AtomicFile(path);
         var stream = file.Stream;
         var total = order.Sum(t => t.ByteLength);
-        long done = 0;
-        var bufferSize = (int)Math.Min(Math.Max(chunkSize ?? CopyBlock, 1), int.MaxValue);
-        if (plan is not null && chunkSize is null) bufferSize = (int)Math.Max(1, order.Where(t => selected.Contains(t.Name)).Select(t => t.ByteLength).DefaultIfEmpty(1).Max());
-        bufferSize = Math.Max(bufferSize, CopyBlock);
-        // Small buffers come from the shared pool; a large one (a big v1 tensor) is not kept alive by the pool afterwards.
-        var pooled = bufferSize <= 16 << 20;
-        var buffer = pooled ? ArrayPool<byte>.Shared.Rent(bufferSize) : GC.AllocateUninitializedArray<byte>(bufferSize);
+
+        // Work items in file order: v2 chunks, whole v1 tensors, blocks of plain tensors.
+        var items = new List<(int Tensor, long Offset, int Length, long Chunk)>();
+        var lastItem = new int[order.Count];
+        long largestItem = 0;
+        for (var ti = 0; ti < order.Count; ti++)
+        {
+            var t = order[ti];
+            if (plan is not null && plan.TryGet(t.Name, out _))
+            {
+                if (chunkSize is { } cs)
+                    for (long c = 0; c < ChunkNonce.Count(t.ByteLength, cs); c++) items.Add((ti, c * cs, (int)Math.Min(cs, t.ByteLength - c * cs), c));
+                else items.Add((ti, 0, checked((int)t.ByteLength), -1));
+            }
+            else for (long o = 0; o < t.ByteLength; o += CopyBlock) items.Add((ti, o, (int)Math.Min(CopyBlock, t.ByteLength - o), -1));
+            lastItem[ti] = items.Count - 1;
+            if (items.Count > 0) largestItem = Math.Max(largestItem, items[^1].Length);
+        }
+
+        // A bounded window of items is read and sealed in parallel, then written in order.
+        var windowSize = (int)Math.Max(Math.Max(WindowBytes, largestItem), 2L * Environment.ProcessorCount * (chunkSize ?? 0));
+        var pooled = windowSize <= 64 << 20;
+        var buffer = pooled ? ArrayPool<byte>.Shared.Rent(windowSize) : GC.AllocateUninitializedArray<byte>(windowSize);
         try
         {
             stream.Position = 8 + headerLength;
-            for (var ti = 0; ti < order.Count; ti++)
+            long done = 0;
+            var tensorsDone = 0;
+            for (var first = 0; first < items.Count;)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var t = order[ti];
-                if (plan is not null && plan.TryGet(t.Name, out var job)) plan.EncryptTensor(t, job, stream, buffer, cancellationToken);
-                else
+                var end = first;
+                long used = 0;
+                while (end < items.Count && (end == first || used + items[end].Length <= windowSize)) used += items[end++].Length;
+                var starts = new int[end - first];
+                for (int k = first, at = 0; k < end; k++) { starts[k - first] = at; at += items[k].Length; }
+                var windowStart = first;
+                try
                 {
-                    for (long pos = 0; pos < t.ByteLength; pos += bufferSize)
+                    Parallel.For(first, end, new ParallelOptions { CancellationToken = cancellationToken }, k =>
                     {
-                        var n = (int)Math.Min(bufferSize, t.ByteLength - pos);
-                        t.Read(pos, buffer.AsSpan(0, n));
-                        stream.Write(buffer, 0, n);
-                    }
+                        var (ti, offset, length, chunk) = items[k];
+                        var span = buffer.AsSpan(starts[k - windowStart], length);
+                        order[ti].Read(offset, span);
+                        if (plan is not null && plan.TryGet(order[ti].Name, out var job)) plan.Seal(job, chunk, span);
+                    });
                 }
-                done += t.ByteLength;
-                progress?.Report(new TensorProgress(done, total, ti + 1, order.Count));
+                catch (AggregateException ae)
+                {
+                    // Surface the typed error (a source's CryptoTensorsException or I/O error), not the wrapper.
+                    var inner = ae.Flatten().InnerExceptions;
+                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(inner.OfType<CryptoTensorsException>().FirstOrDefault() ?? inner[0]).Throw();
+                }
+                stream.Write(buffer, 0, (int)used);
+                done += used;
+                while (tensorsDone < order.Count && lastItem[tensorsDone] < end) tensorsDone++;
+                progress?.Report(new TensorProgress(done, total, tensorsDone, order.Count));
+                first = end;
             }
+            if (tensorsDone < order.Count) progress?.Report(new TensorProgress(done, total, order.Count, order.Count));
 
             if (plan is not null) plan.AddFields(metadata!, offsets, placeholder: false);
             var header = HeaderSerializer.Pad(HeaderSerializer.Serialize(metadata, offsets));

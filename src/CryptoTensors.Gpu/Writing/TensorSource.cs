@@ -33,14 +33,17 @@ public abstract class TensorSource
     /// <summary>Plaintext byte length (shape × dtype size).</summary>
     public long ByteLength { get; }
 
-    /// <summary>Fills <paramref name="destination"/> with the plaintext bytes starting at <paramref name="offset"/>.</summary>
+    /// <summary>
+    /// Fills <paramref name="destination"/> with the plaintext bytes starting at <paramref name="offset"/>. The writer
+    /// calls it from several threads at once for distinct ranges: implementations must be thread-safe.
+    /// </summary>
     public abstract void Read(long offset, Span<byte> destination);
 
     /// <summary>A tensor whose bytes are in memory (not copied; must stay unchanged until written).</summary>
     public static TensorSource FromMemory(string name, Dtype dtype, IReadOnlyList<ulong> shape, ReadOnlyMemory<byte> data)
         => new MemorySource(name, dtype, shape, data);
 
-    /// <summary>A tensor of an open file, decrypted on the fly when encrypted (the whole tensor is read once, when first needed).</summary>
+    /// <summary>A tensor of an open file, read by range (v2 chunks decrypted and authenticated per range; a v1 tensor decrypted once).</summary>
     public static TensorSource FromReader(CryptoTensorsReader reader, string name)
     {
         var d = reader.GetTensor(name);
@@ -63,24 +66,30 @@ public abstract class TensorSource
 
     private sealed class ReaderSource(CryptoTensorsReader reader, TensorDescriptor d) : TensorSource(d.Name, d.Dtype, d.Shape)
     {
-        private byte[]? _plain;
+        private readonly Lock _gate = new();
+        private byte[]? _wholeV1;
+        private long _served;
 
         public override void Read(long offset, Span<byte> destination)
         {
-            if (!d.IsEncrypted)
+            // Plain ranges and v2 chunks are read (and authenticated) by range; a v1 tensor has one tag, so it is
+            // decrypted once and served from memory until every byte has been handed out.
+            if (!d.IsEncrypted || reader.CryptoKeys?.ChunkSize is not null)
             {
-                // Plain tensors are read by range straight from the file.
-                var info = reader.Header.TryGetTensor(Name, out var t) ? t : throw new InvalidOperationException();
-                if (CryptoTensorsReader.ReadExactly(reader.FileHandle, destination, reader.Header.DataStart + (long)info.Begin + offset) != destination.Length)
-                    throw Errors.Create(ErrorCode.IncompleteBuffer, "the file ended early", tensor: Name);
+                reader.ReadRange(Name, offset, destination);
                 return;
             }
-            _plain ??= reader.ReadTensor(Name);
-            _plain.AsSpan((int)offset, destination.Length).CopyTo(destination);
-            if (offset + destination.Length == _plain.Length)
+            lock (_gate)
             {
-                Array.Clear(_plain);
-                _plain = null;
+                _wholeV1 ??= reader.ReadTensor(Name);
+                _wholeV1.AsSpan((int)offset, destination.Length).CopyTo(destination);
+                _served += destination.Length;
+                if (_served >= _wholeV1.Length)
+                {
+                    Array.Clear(_wholeV1);
+                    _wholeV1 = null;
+                    _served = 0;
+                }
             }
         }
     }

@@ -42,14 +42,15 @@ public class AtomicityAndRewrapTests
     }
 
     [Test]
-    public void ProgressIsReportedPerTensor()
+    public void ProgressIsReportedUpToTheLastTensor()
     {
         using var tmp = new TempDir();
         var reports = new List<TensorProgress>();
         var tensors = TestModels.EveryDtype();
         CryptoTensorsWriter.Write(tmp.File("o"), tensors, new WriterOptions(), new SyncProgress(reports));
-        Assert.That(reports, Has.Count.EqualTo(tensors.Count));
-        Assert.That(reports[^1].BytesDone, Is.EqualTo(tensors.Sum(t => t.ByteLength)));
+        Assert.That(reports, Is.Not.Empty);
+        Assert.That(reports.Select(r => r.BytesDone), Is.Ordered);
+        Assert.That(reports[^1], Is.EqualTo(new TensorProgress(tensors.Sum(t => t.ByteLength), tensors.Sum(t => t.ByteLength), tensors.Count, tensors.Count)));
     }
 
     private sealed class SyncProgress(List<TensorProgress> list) : IProgress<TensorProgress>
