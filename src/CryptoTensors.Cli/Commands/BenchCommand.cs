@@ -69,11 +69,11 @@ internal static unsafe class BenchCommand
             try
             {
                 for (long o = 0; o < size; o += int.MaxValue) new Span<byte>(reused + o, (int)Math.Min(int.MaxValue, size - o)).Fill(1);
-                var plainS = Best(repeat, () => Load(plain, noKeys, reused, readPath));
-                var encS = Best(repeat, () => Load(v2, keys, reused, readPath));
-                var v1S = Best(repeat, () => Load(v1, keys, reused, readPath));
-                var freshPlainS = Best(repeat, () => Fresh(plain, noKeys, size, readPath));
-                var freshEncS = Math.Min(freshEncFirst, Best(repeat - 1, () => Fresh(v2, keys, size, readPath)));
+                var plainS = LoadTiming.Best(repeat, () => LoadTiming.Load(plain, noKeys, reused, readPath));
+                var encS = LoadTiming.Best(repeat, () => LoadTiming.Load(v2, keys, reused, readPath));
+                var v1S = LoadTiming.Best(repeat, () => LoadTiming.Load(v1, keys, reused, readPath));
+                var freshPlainS = LoadTiming.Best(repeat, () => Fresh(plain, noKeys, size, readPath));
+                var freshEncS = Math.Min(freshEncFirst, LoadTiming.Best(repeat - 1, () => Fresh(v2, keys, size, readPath)));
 
                 var r = new Dictionary<string, object>
                 {
@@ -127,35 +127,13 @@ internal static unsafe class BenchCommand
         return sw.Elapsed.TotalSeconds;
     }
 
-    private static double Best(int n, Func<double> run)
-    {
-        var best = double.MaxValue;
-        for (var i = 0; i < n; i++) best = Math.Min(best, run());
-        return best;
-    }
-
-    private static double Load(string path, ReaderOptions options, byte* destination, ReadPath readPath)
-    {
-        var sw = Stopwatch.StartNew();
-        using var reader = CryptoTensorsReader.Open(path, options);
-        var offsets = new Dictionary<string, long>(StringComparer.Ordinal);
-        long offset = 0;
-        foreach (var t in reader.Tensors)
-        {
-            offsets[t.Name] = offset;
-            offset += t.ByteLength;
-        }
-        ModelLoader.LoadInto(reader, t => new TensorDestination((IntPtr)(destination + offsets[t.Name]), t.ByteLength), new LoadOptions { ReadPath = readPath });
-        return sw.Elapsed.TotalSeconds;
-    }
-
     private static double Fresh(string path, ReaderOptions options, long size, ReadPath readPath)
     {
         var sw = Stopwatch.StartNew();
         var fresh = (byte*)NativeMemory.AlignedAlloc((nuint)size, 4096);
         try
         {
-            Load(path, options, fresh, readPath);
+            LoadTiming.Load(path, options, fresh, readPath);
             return sw.Elapsed.TotalSeconds;
         }
         finally

@@ -13,7 +13,7 @@ namespace CryptoTensors.Cli.Commands;
 /// <c>ctensors demo</c>: generates a deterministic model, writes it plain and encrypted, loads both into the same
 /// (already touched) destination memory, and prints the comparison.
 /// </summary>
-internal static class DemoCommand
+internal static unsafe class DemoCommand
 {
     public static Command Create(CliIO io)
     {
@@ -51,8 +51,13 @@ internal static class DemoCommand
             var destination = GC.AllocateUninitializedArray<byte>(checked((int)Math.Max(1, bytes)), pinned: true);
             destination.AsSpan().Fill(1);
             var keys = new ReaderOptions { MasterKey = master, VerificationKey = signer.Public, Keys = new KeyRegistry() };
-            var plainLoad = BestOf(repeat, () => Load(plain, new ReaderOptions { Keys = new KeyRegistry() }, destination, readPath));
-            var encLoad = BestOf(repeat, () => Load(enc, keys, destination, readPath));
+            double plainLoad, encLoad;
+            fixed (byte* d = destination)
+            {
+                var p = d;
+                plainLoad = LoadTiming.Best(repeat, () => LoadTiming.Load(plain, new ReaderOptions { Keys = new KeyRegistry() }, p, readPath));
+                encLoad = LoadTiming.Best(repeat, () => LoadTiming.Load(enc, keys, p, readPath));
+            }
 
             io.Out.WriteLine();
             io.Out.WriteLine("                         seconds      GB/s");
@@ -72,30 +77,4 @@ internal static class DemoCommand
 
     private static void Row(CliIO io, string what, double seconds, long bytes)
         => io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{what,-22} {seconds,10:F3} {bytes / seconds / 1e9,9:F2}"));
-
-    private static double BestOf(int n, Func<double> run)
-    {
-        var best = double.MaxValue;
-        for (var i = 0; i < n; i++) best = Math.Min(best, run());
-        return best;
-    }
-
-    private static unsafe double Load(string path, ReaderOptions options, byte[] destination, ReadPath readPath)
-    {
-        var sw = Stopwatch.StartNew();
-        using var reader = CryptoTensorsReader.Open(path, options);
-        var offsets = new Dictionary<string, long>(StringComparer.Ordinal);
-        long offset = 0;
-        foreach (var t in reader.Tensors)
-        {
-            offsets[t.Name] = offset;
-            offset += t.ByteLength;
-        }
-        fixed (byte* p = destination)
-        {
-            var basePtr = (IntPtr)p;
-            ModelLoader.LoadInto(reader, t => new TensorDestination(basePtr + (nint)offsets[t.Name], t.ByteLength), new LoadOptions { ReadPath = readPath });
-        }
-        return sw.Elapsed.TotalSeconds;
-    }
 }
