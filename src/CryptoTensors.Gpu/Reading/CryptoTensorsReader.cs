@@ -86,32 +86,35 @@ public sealed class CryptoTensorsReader : IDisposable
     public static CryptoTensorsReader Open(string path, ReaderOptions? options = null)
     {
         options ??= new ReaderOptions();
-        SafeFileHandle file;
-        try { file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete); }
-        catch (FileNotFoundException) { throw; }
+        var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
         try
         {
             var length = RandomAccess.GetLength(file);
-            Span<byte> prefix = stackalloc byte[8];
-            var got = length >= 8 ? ReadExactly(file, prefix, 0) : 0;
-            var n = SafetensorsHeader.ReadHeaderLength(prefix[..got], length);
-            var headerBytes = System.Buffers.ArrayPool<byte>.Shared.Rent((int)n);
-            SafetensorsHeader header;
-            try
-            {
-                if (ReadExactly(file, headerBytes.AsSpan(0, (int)n), 8) != n) throw FileChanged();
-                header = SafetensorsHeader.Parse(headerBytes.AsSpan(0, (int)n), length);
-            }
-            finally
-            {
-                System.Buffers.ArrayPool<byte>.Shared.Return(headerBytes);
-            }
+            var header = ReadHeader(file, length);
             return new CryptoTensorsReader(path, file, length, header, Authenticate(path, header, options));
         }
         catch
         {
             file.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Reads, bounds-checks and validates the header of an open file (FORMAT.md §1.5), before any tensor access.</summary>
+    internal static SafetensorsHeader ReadHeader(SafeFileHandle file, long length)
+    {
+        Span<byte> prefix = stackalloc byte[8];
+        var got = length >= 8 ? ReadExactly(file, prefix, 0) : 0;
+        var n = (int)SafetensorsHeader.ReadHeaderLength(prefix[..got], length);
+        var headerBytes = System.Buffers.ArrayPool<byte>.Shared.Rent(n);
+        try
+        {
+            if (ReadExactly(file, headerBytes.AsSpan(0, n), 8) != n) throw FileChanged();
+            return SafetensorsHeader.Parse(headerBytes.AsSpan(0, n), length);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(headerBytes);
         }
     }
 

@@ -26,12 +26,7 @@ public static class FileInspector
     {
         using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         var length = RandomAccess.GetLength(file);
-        Span<byte> prefix = stackalloc byte[8];
-        var got = length >= 8 ? CryptoTensorsReader.ReadExactly(file, prefix, 0) : 0;
-        var n = SafetensorsHeader.ReadHeaderLength(prefix[..got], length);
-        var bytes = new byte[n];
-        CryptoTensorsReader.ReadExactly(file, bytes, 8);
-        var header = SafetensorsHeader.Parse(bytes, length);
+        var header = CryptoTensorsReader.ReadHeader(file, length);
         var meta = header.Metadata;
         CryptoKeysField? keys = null;
         AccessPolicy? policy = null;
