@@ -66,23 +66,13 @@ internal static class VerifyCommand
     private static void VerifyStream(Stream stream, ReaderOptions options, List<(TensorDescriptor T, string Sha)> results)
     {
         using var reader = CryptoTensorsStreamReader.OpenAsync(stream, "stdin", options).GetAwaiter().GetResult();
-        IncrementalHash? hash = null;
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         reader.ReadAllAsync((t, offset, data) =>
         {
-            hash ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
             hash.AppendData(data.Span);
-            if (offset + data.Length == t.ByteLength)
-            {
-                results.Add((t, Convert.ToHexStringLower(hash.GetHashAndReset())));
-            }
+            if (offset + data.Length == t.ByteLength) results.Add((t, Convert.ToHexStringLower(hash.GetHashAndReset())));
             return ValueTask.CompletedTask;
         }).GetAwaiter().GetResult();
-        // Empty tensors deliver no data: hash them here, in file order.
-        var byName = results.ToDictionary(x => x.T.Name, x => x.Sha);
-        results.Clear();
-        var empty = Convert.ToHexStringLower(SHA256.HashData([]));
-        foreach (var t in reader.Tensors) results.Add((t, byName.TryGetValue(t.Name, out var h) ? h : empty));
-        hash?.Dispose();
     }
 
     private static Utf8JsonWriter Writer(Stream s) => new(s, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });

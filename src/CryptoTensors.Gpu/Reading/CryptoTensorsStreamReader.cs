@@ -67,7 +67,9 @@ public sealed class CryptoTensorsStreamReader : IDisposable
 
     /// <summary>
     /// Reads every tensor in file order, calling <paramref name="onData"/> with (tensor, offset in the tensor,
-    /// authenticated plaintext). The buffer passed is reused after the callback returns. Refuses trailing bytes.
+    /// authenticated plaintext) at least once per tensor (once with no bytes for an empty one); a tensor is complete
+    /// when offset + length reaches its byte length. The buffer passed is reused after the callback returns.
+    /// Refuses trailing bytes.
     /// </summary>
     public async Task ReadAllAsync(Func<TensorDescriptor, long, ReadOnlyMemory<byte>, ValueTask> onData,
         IProgress<TensorProgress>? progress = null, CancellationToken cancellationToken = default)
@@ -89,12 +91,15 @@ public sealed class CryptoTensorsStreamReader : IDisposable
                 var t = Tensors[ti];
                 if (!_crypto.Crypto.TryGetValue(t.Name, out var c))
                 {
-                    for (long o = 0; o < t.ByteLength; o += PlainBlock)
+                    long o = 0;
+                    do // an empty tensor still gets its one (empty) piece, as encrypted ones do
                     {
                         var len = (int)Math.Min(PlainBlock, t.ByteLength - o);
                         await FillAsync(buffer.AsMemory(0, len), t.Name, cancellationToken).ConfigureAwait(false);
                         await onData(t, o, buffer.AsMemory(0, len)).ConfigureAwait(false);
+                        o += len;
                     }
+                    while (o < t.ByteLength);
                 }
                 else
                 {
