@@ -29,7 +29,7 @@ internal static class EncryptCommand
             if (r.GetValue(policy) is { } policyPath)
             {
                 var text = File.ReadAllText(policyPath);
-                PolicyCheck.EnsureParses(text);
+                PolicyGate.Check(text);
                 accessPolicy = new AccessPolicy(text, AccessPolicy.DefaultText);
             }
             using var master = KeyOptions.MasterKey(r.GetValue(key));
@@ -66,10 +66,4 @@ internal static class EncryptCommand
         }));
         return cmd;
     }
-}
-
-/// <summary>Checks a policy is within what the loader can evaluate before it is written into a file.</summary>
-internal static class PolicyCheck
-{
-    public static void EnsureParses(string rego) => PolicyGate.Check(rego);
 }

@@ -8,10 +8,10 @@ namespace CryptoTensors.Cli.Commands;
 internal static class KeyOptions
 {
     public static MasterKey MasterKey(string? path, string? kid = null)
-        => path is not null ? Jwk.LoadMasterKey(path, kid) : FromEnv(p => p.GetMasterKey(null, kid), "master key (--key)");
+        => path is not null ? Jwk.LoadMasterKey(path, kid) : FromEnv(p => p.GetMasterKey(null, kid), ErrorCode.MissingMasterKey, "master key (--key)");
 
     public static SigningKey SigningKey(string? path)
-        => path is not null ? Jwk.LoadSigningKey(path) : FromEnv(p => p.GetSigningKey(null, null), "signing key (--sign-key)");
+        => path is not null ? Jwk.LoadSigningKey(path) : FromEnv(p => p.GetSigningKey(null, null), ErrorCode.MissingSigningKey, "signing key (--sign-key)");
 
     /// <summary>
     /// Reader options for verification: a key file with one key of a kind is used directly; a JWK Set is offered
@@ -45,11 +45,10 @@ internal static class KeyOptions
         return new ReaderOptions { MasterKey = master, VerificationKey = verify, Keys = registry, RequireEncrypted = requireEncrypted, PolicyContext = context };
     }
 
-    private static T FromEnv<T>(Func<EnvKeyProvider, T?> get, string what) where T : class
+    private static T FromEnv<T>(Func<EnvKeyProvider, T?> get, ErrorCode missing, string what) where T : class
     {
         var env = new EnvKeyProvider();
         if (env.IsReady && get(env) is { } key) return key;
-        throw Errors.Create(what.StartsWith("master", StringComparison.Ordinal) ? ErrorCode.MissingMasterKey : ErrorCode.MissingSigningKey,
-            $"no {what} given and none found in {EnvKeyProvider.VariableName}");
+        throw Errors.Create(missing, $"no {what} given and none found in {EnvKeyProvider.VariableName}");
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using CryptoTensors.Gpu.Crypto;
 using CryptoTensors.Gpu.Keys;
+using CryptoTensors.Gpu.Policy;
 using CryptoTensors.Gpu.Writing;
 
 namespace CryptoTensors.Cli.Commands;
@@ -24,7 +25,7 @@ internal static class RewrapCommand
             if (r.GetValue(policy) is { } p)
             {
                 var text = File.ReadAllText(p);
-                PolicyCheck.EnsureParses(text);
+                PolicyGate.Check(text);
                 accessPolicy = new AccessPolicy(text, AccessPolicy.DefaultText);
             }
             using var master = Jwk.LoadMasterKey(r.GetValue(newKey)!);
