@@ -252,6 +252,35 @@ public sealed class CryptoTensorsReader : IDisposable
         }
     }
 
+    /// <summary>
+    /// Decrypts tensor <paramref name="name"/> into memory the caller owns and keeps valid for the call:
+    /// host memory when <paramref name="stream"/> is null (all chunks in parallel, straight into the destination),
+    /// or device memory of the stream's device otherwise (chunks decrypted into a page-locked staging ring and
+    /// copied with <c>cuMemcpyHtoDAsync</c> on <paramref name="stream"/>; pass a <paramref name="ring"/> to reuse
+    /// one across calls). Returns when the bytes are in place; on any failure the destination is zeroed.
+    /// </summary>
+    /// <param name="name">The tensor.</param>
+    /// <param name="destination">Host address, or device address (<c>CUdeviceptr</c>) when <paramref name="stream"/> is given.</param>
+    /// <param name="byteLength">Must equal the tensor's byte length.</param>
+    /// <param name="stream">The CUDA stream to copy on, or null for host memory.</param>
+    /// <param name="ring">A staging ring to reuse (device destinations only).</param>
+    /// <param name="cancellationToken">Cancels the read (the destination is then zeroed).</param>
+    public void ReadInto(string name, IntPtr destination, long byteLength, Devices.Cuda.CudaStream? stream = null,
+        Devices.Staging.StagingRing? ring = null, CancellationToken cancellationToken = default)
+    {
+        var t = GetTensor(name);
+        if (byteLength != t.ByteLength)
+            throw Errors.Create(ErrorCode.DestinationSize, $"destination is {byteLength} bytes, tensor is {t.ByteLength}", tensor: name);
+        if (destination == IntPtr.Zero && byteLength > 0) throw new ArgumentNullException(nameof(destination));
+        if (stream is null)
+        {
+            Loading.ModelLoader.LoadInto(this, _ => new Loading.TensorDestination(destination, byteLength), new Loading.LoadOptions { Tensors = [name] }, cancellationToken);
+            return;
+        }
+        using var engine = new Devices.Staging.CudaCopyEngine(stream);
+        Devices.DeviceLoader.LoadInto(this, _ => (ulong)destination, engine, new Devices.DeviceLoadOptions { Tensors = [name], Ring = ring }, cancellationToken);
+    }
+
     /// <summary>Asynchronous <see cref="ReadTensor(string, Span{byte})"/>.</summary>
     public async ValueTask ReadTensorAsync(string name, Memory<byte> destination, CancellationToken cancellationToken = default)
     {

@@ -1,0 +1,45 @@
+using CryptoTensors.Gpu.Devices.Staging;
+using CryptoTensors.Gpu.Writing;
+
+namespace CryptoTensors.Gpu.Devices;
+
+/// <summary>Options of a load to device memory through a staging ring.</summary>
+public sealed class DeviceLoadOptions
+{
+    /// <summary>Worker threads that read and decrypt into the ring (default: all cores).</summary>
+    public int MaxDegreeOfParallelism { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>Load only these tensors (null: all).</summary>
+    public IReadOnlyCollection<string>? Tensors { get; init; }
+
+    /// <summary>
+    /// A ring to reuse across loads (its pages stay touched and registered). Null: one is allocated for the load
+    /// with <see cref="SlotBytes"/> and <see cref="Slots"/>, and freed after it.
+    /// </summary>
+    public StagingRing? Ring { get; init; }
+
+    /// <summary>
+    /// Bytes per slot of a ring allocated for the load (default 0: the file's chunk size, at least 2 MiB). A v2 chunk
+    /// must fit in one slot; a larger chunk size raises it.
+    /// </summary>
+    public long SlotBytes { get; init; }
+
+    /// <summary>Slots of a ring allocated for the load (default 0: four per worker, at least 4).</summary>
+    public int Slots { get; init; }
+
+    /// <summary>Streams of the CUDA copy engine (default 2).</summary>
+    public int Streams { get; init; } = 2;
+
+    /// <summary>Progress (bytes and tensors), reported as slots are queued for copy.</summary>
+    public IProgress<TensorProgress>? Progress { get; init; }
+}
+
+/// <summary>What a staged load used on the host.</summary>
+/// <param name="RingBytes">Size of the staging ring.</param>
+/// <param name="Slots">Slots in the ring.</param>
+/// <param name="SlotBytes">Bytes per slot.</param>
+/// <param name="OversizeBytes">
+/// Largest temporary buffer for a v1 (monolithic) tensor bigger than a slot: such a tensor is authenticated whole
+/// before any byte leaves the host, so it needs its own buffer (0 for v2 and plain files).
+/// </param>
+public readonly record struct StagingStatistics(long RingBytes, int Slots, long SlotBytes, long OversizeBytes);

@@ -1,0 +1,258 @@
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using CryptoTensors.Gpu.Crypto;
+using CryptoTensors.Gpu.Devices.Cuda;
+using CryptoTensors.Gpu.Devices.Staging;
+using CryptoTensors.Gpu.Reading;
+
+namespace CryptoTensors.Gpu.Devices;
+
+/// <summary>
+/// Loads tensors to device memory through a bounded staging ring: worker threads read each v2 chunk (or plain
+/// block) from the file into a free slot of page-locked memory, decrypt it there, and hand the slot to a copy
+/// engine (<c>cuMemcpyHtoDAsync</c> on several streams); a slot is reused once its copy has finished. One scheduler
+/// covers every chunk of every tensor. Host memory stays at the ring's size whatever the model's size. Any failure
+/// waits for the queued copies, zeroes every destination on the device, and throws the error of the first
+/// failing tensor/chunk in file order.
+/// </summary>
+public static unsafe class DeviceLoader
+{
+    /// <summary>Alignment of tensors in a <see cref="DeviceModel"/>.</summary>
+    public const int Alignment = 256;
+
+    private readonly record struct WorkItem(int Tensor, long Offset, int Length, long Chunk);
+
+    private sealed record Target(TensorDescriptor Tensor, long FileOffset, ulong Destination, EncryptionEntry? Entry, int DekOffset);
+
+    /// <summary>
+    /// Loads the selected tensors into one allocation on <paramref name="device"/>, tensors at 256-byte-aligned
+    /// offsets, through a <see cref="CudaCopyEngine"/>.
+    /// </summary>
+    public static DeviceModel Load(CryptoTensorsReader reader, CudaDevice device, DeviceLoadOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new DeviceLoadOptions();
+        var tensors = Select(reader, options);
+        var layout = new Dictionary<string, (long Offset, long Length)>(tensors.Count, StringComparer.Ordinal);
+        long size = 0;
+        foreach (var t in tensors)
+        {
+            layout[t.Name] = (size, t.ByteLength);
+            size = checked(size + (t.ByteLength + Alignment - 1) / Alignment * Alignment);
+        }
+        var buffer = device.Allocate(size);
+        try
+        {
+            using var engine = new CudaCopyEngine(device, options.Streams);
+            var baseAddress = buffer.DevicePointer;
+            var stats = LoadInto(reader, t => baseAddress + (ulong)layout[t.Name].Offset, engine, options, cancellationToken);
+            return new DeviceModel(buffer, tensors, layout, stats);
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Loads the selected tensors to destinations the caller owns (device addresses of
+    /// <paramref name="engine"/>'s address space, each at least the tensor's byte length), through
+    /// <paramref name="engine"/>. Returns when every copy has finished.
+    /// </summary>
+    public static StagingStatistics LoadInto(CryptoTensorsReader reader, Func<TensorDescriptor, ulong> destinationOf, IDeviceCopyEngine engine,
+        DeviceLoadOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        ArgumentNullException.ThrowIfNull(engine);
+        options ??= new DeviceLoadOptions();
+        var chunkSize = reader.CryptoKeys?.ChunkSize;
+        var workers = Math.Max(1, options.MaxDegreeOfParallelism);
+
+        var targets = new List<Target>();
+        foreach (var t in Select(reader, options))
+        {
+            reader.Header.TryGetTensor(t.Name, out var info);
+            var crypto = reader.CryptoOf(t.Name);
+            targets.Add(new Target(t, reader.Header.DataStart + (long)info.Begin, destinationOf(t), crypto?.Entry, crypto?.DekOffset ?? -1));
+        }
+
+        var ring = options.Ring;
+        var ownsRing = ring is null;
+        var slotBytes = ring?.SlotBytes ?? (Math.Max(options.SlotBytes > 0 ? options.SlotBytes : 2 << 20, chunkSize ?? 0) + 4095) / 4096 * 4096;
+        if (ring is not null)
+        {
+            ring.EnsureIdle();
+            if (chunkSize is { } rcs && rcs > ring.SlotBytes)
+                throw new ArgumentException($"the ring's slots ({ring.SlotBytes} bytes) are smaller than the file's chunk size ({rcs})", nameof(options));
+        }
+
+        // Work items: v2 chunks, whole v1 tensors, plain blocks of one slot.
+        var block = (int)Math.Min(slotBytes, int.MaxValue);
+        var items = new List<WorkItem>();
+        var remaining = new int[targets.Count];
+        long oversize = 0;
+        for (var i = 0; i < targets.Count; i++)
+        {
+            var before = items.Count;
+            var t = targets[i];
+            var len = t.Tensor.ByteLength;
+            if (t.Entry is not null && chunkSize is { } cs)
+            {
+                var chunks = ChunkNonce.Count(len, cs);
+                for (long c = 0; c < chunks; c++) items.Add(new WorkItem(i, c * cs, (int)Math.Min(cs, len - c * cs), c));
+            }
+            else if (t.Entry is not null)
+            {
+                items.Add(new WorkItem(i, 0, (int)len, -1));
+                if (len > slotBytes) oversize = Math.Max(oversize, len);
+            }
+            else for (long o = 0; o < len; o += block) items.Add(new WorkItem(i, o, (int)Math.Min(block, len - o), -1));
+            remaining[i] = items.Count - before;
+        }
+        // A ring of its own is never larger than the load needs.
+        ring ??= StagingRing.Allocate(Math.Clamp(items.Count, 1, options.Slots > 0 ? options.Slots : Math.Max(4, 4 * workers)), slotBytes,
+            cudaRegister: engine is CudaCopyEngine);
+        var stats = new StagingStatistics(ring.Length, ring.SlotCount, ring.SlotBytes, oversize);
+
+        var total = targets.Sum(t => t.Tensor.ByteLength);
+        long bytesDone = 0;
+        var tensorsDone = remaining.Count(r => r == 0);
+        var errors = new ConcurrentBag<(int Item, Exception Error)>();
+        var attached = false;
+        try
+        {
+            foreach (var t in targets)
+            {
+                if (t.Entry is not null) CryptoTensorsReader.ValidateEntry(t.Tensor.Name, t.Entry, t.Tensor.ByteLength, chunkSize);
+            }
+            engine.Attach(ring);
+            attached = true;
+            var parallel = new ParallelOptions { MaxDegreeOfParallelism = workers, CancellationToken = cancellationToken };
+            Parallel.For(0, items.Count, parallel, () => { engine.EnterWorker(); return new CipherCache(reader); }, (index, loop, ciphers) =>
+            {
+                if (loop.ShouldExitCurrentIteration) return ciphers;
+                var item = items[index];
+                var t = targets[item.Tensor];
+                try
+                {
+                    if (item.Chunk < 0 && t.Entry is not null && item.Length > slotBytes) ProcessOversize(reader, ring, engine, t, item, ciphers, cancellationToken);
+                    else Process(reader, ring, engine, t, item, ciphers, cancellationToken);
+                }
+                catch (Exception e)
+                {
+                    errors.Add((index, e));
+                    loop.Stop();
+                    return ciphers;
+                }
+                var done = Interlocked.Add(ref bytesDone, item.Length);
+                var finished = Interlocked.Decrement(ref remaining[item.Tensor]) == 0 ? Interlocked.Increment(ref tensorsDone) : Volatile.Read(ref tensorsDone);
+                options.Progress?.Report(new Writing.TensorProgress(done, total, finished, targets.Count));
+                return ciphers;
+            }, ciphers => ciphers.Dispose());
+            engine.Synchronize();
+            cancellationToken.ThrowIfCancellationRequested();
+            if (!errors.IsEmpty) throw errors.OrderBy(e => e.Item).First().Error;
+            return stats;
+        }
+        catch
+        {
+            if (attached)
+            {
+                try { engine.Synchronize(); } catch (CudaException) { }
+            }
+            foreach (var t in targets)
+            {
+                if (t.Tensor.ByteLength > 0) engine.Clear(t.Destination, t.Tensor.ByteLength);
+            }
+            throw;
+        }
+        finally
+        {
+            if (attached) engine.Detach();
+            if (ownsRing) ring.Dispose();
+        }
+    }
+
+    private static List<TensorDescriptor> Select(CryptoTensorsReader reader, DeviceLoadOptions options)
+        => options.Tensors is null ? reader.Tensors.ToList() : options.Tensors.Distinct(StringComparer.Ordinal).Select(reader.GetTensor).ToList();
+
+    /// <summary>One work item through one slot: read, decrypt in place, queue the copy.</summary>
+    private static void Process(CryptoTensorsReader reader, StagingRing ring, IDeviceCopyEngine engine, Target t, WorkItem item,
+        CipherCache ciphers, CancellationToken cancellationToken)
+    {
+        if (item.Length == 0) return;
+        var slot = ring.Acquire(cancellationToken);
+        try
+        {
+            engine.WaitForSlot(slot);
+            var staged = ring.Slot(slot, item.Length);
+            if (CryptoTensorsReader.ReadExactly(reader.FileHandle, staged, t.FileOffset + item.Offset) != item.Length)
+                throw Errors.Create(ErrorCode.IncompleteBuffer, "the file ended early: it was truncated or changed while being read", tensor: t.Tensor.Name);
+            if (t.Entry is { } e)
+            {
+                var cipher = ciphers.For(t.DekOffset);
+                if (item.Chunk < 0) CryptoTensorsReader.DecryptWhole(t.Tensor.Name, cipher, e, staged, staged);
+                else CryptoTensorsReader.DecryptChunk(t.Tensor.Name, cipher, e, staged, staged, item.Chunk);
+            }
+            engine.CopyAsync(slot, item.Length, t.Destination + (ulong)item.Offset);
+        }
+        finally
+        {
+            ring.Return(slot);
+        }
+    }
+
+    /// <summary>A v1 tensor larger than a slot: authenticated whole in a temporary buffer, then moved through the ring.</summary>
+    private static void ProcessOversize(CryptoTensorsReader reader, StagingRing ring, IDeviceCopyEngine engine, Target t, WorkItem item,
+        CipherCache ciphers, CancellationToken cancellationToken)
+    {
+        var length = item.Length;
+        var temp = (byte*)NativeMemory.Alloc((nuint)length);
+        try
+        {
+            var whole = new Span<byte>(temp, length);
+            if (CryptoTensorsReader.ReadExactly(reader.FileHandle, whole, t.FileOffset) != length)
+                throw Errors.Create(ErrorCode.IncompleteBuffer, "the file ended early: it was truncated or changed while being read", tensor: t.Tensor.Name);
+            CryptoTensorsReader.DecryptWhole(t.Tensor.Name, ciphers.For(t.DekOffset), t.Entry!, whole, whole);
+            for (long o = 0; o < length; o += ring.SlotBytes)
+            {
+                var n = (int)Math.Min(ring.SlotBytes, length - o);
+                var slot = ring.Acquire(cancellationToken);
+                try
+                {
+                    engine.WaitForSlot(slot);
+                    whole.Slice((int)o, n).CopyTo(ring.Slot(slot, n));
+                    engine.CopyAsync(slot, n, t.Destination + (ulong)o);
+                }
+                finally
+                {
+                    ring.Return(slot);
+                }
+            }
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(new Span<byte>(temp, length));
+            NativeMemory.Free(temp);
+        }
+    }
+
+    /// <summary>Per-worker cipher of the data key used last (consecutive chunks share a key).</summary>
+    private sealed class CipherCache(CryptoTensorsReader reader) : IDisposable
+    {
+        private AeadCipher? _cipher;
+        private int _dekOffset = -1;
+
+        public AeadCipher For(int dekOffset)
+        {
+            if (dekOffset == _dekOffset && _cipher is not null) return _cipher;
+            _cipher?.Dispose();
+            _cipher = new AeadCipher(reader.Algorithm, reader.DataKeyAt(dekOffset));
+            _dekOffset = dekOffset;
+            return _cipher;
+        }
+
+        public void Dispose() => _cipher?.Dispose();
+    }
+}

@@ -1,0 +1,229 @@
+using CryptoTensors.Gpu.Crypto;
+using CryptoTensors.Gpu.Devices;
+using CryptoTensors.Gpu.Devices.Staging;
+using CryptoTensors.Gpu.Format;
+using CryptoTensors.Gpu.Keys;
+using CryptoTensors.Gpu.Reading;
+using CryptoTensors.Gpu.Tests.Vectors;
+using CryptoTensors.Gpu.Writing;
+
+namespace CryptoTensors.Gpu.Tests.Devices;
+
+/// <summary>The staging-ring scheduler of device loads, driven by <see cref="FakeCopyEngine"/> (same code path as CUDA; only the copy call differs).</summary>
+public class DeviceLoaderTests
+{
+    private static Dictionary<string, ulong> Layout(CryptoTensorsReader r, out long size)
+    {
+        var layout = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        size = 0;
+        foreach (var t in r.Tensors)
+        {
+            layout[t.Name] = FakeCopyEngine.BaseAddress + (ulong)size;
+            size += (t.ByteLength + 255) / 256 * 256 + 256;
+        }
+        size = Math.Max(size, 1);
+        return layout;
+    }
+
+    private static IEnumerable<TestCaseData> Vectors() => VectorSuiteTests.Vectors().Select(c => new TestCaseData(c.Arguments[0]).SetName($"Device_{c.Arguments[0]}"));
+
+    [TestCaseSource(nameof(Vectors))]
+    public void DeviceLoadAgreesWithTheVectors(string name)
+    {
+        var e = VectorSuiteTests.Load(name);
+        if (e.Expect == "refuse" && e.Stage == "open") Assert.Pass("refused at open: covered by the reader tests");
+        using var r = VectorSuiteTests.OpenWithVectorKeys(e, out var master);
+        using var _ = master;
+        var layout = Layout(r, out var size);
+        using var engine = new FakeCopyEngine(size);
+        engine.Memory.Fill(0xAA);
+        if (e.Expect == "ok")
+        {
+            DeviceLoader.LoadInto(r, t => layout[t.Name], engine, new DeviceLoadOptions { Slots = 2, SlotBytes = 4096 });
+            foreach (var t in r.Tensors) Assert.That(engine.At(layout[t.Name], t.ByteLength).ToArray(), Is.EqualTo(r.ReadTensor(t.Name)), t.Name);
+        }
+        else
+        {
+            var ex = Assert.Throws<DecryptionException>(() => DeviceLoader.LoadInto(r, t => layout[t.Name], engine, new DeviceLoadOptions { Slots = 2 }));
+            Assert.That(ex!.Tensor, Is.AnyOf(e.Failing));
+            foreach (var t in r.Tensors) Assert.That(engine.At(layout[t.Name], t.ByteLength).ToArray(), Is.All.EqualTo(0), $"{t.Name}: a refused load leaves nothing on the device");
+        }
+        Assert.That(engine.Violations, Is.Empty);
+        Assert.That(engine.Attaches, Is.EqualTo(engine.Detaches).And.LessThanOrEqualTo(1), "every attach is matched by a detach");
+        Assert.That(engine.Attached, Is.False);
+    }
+
+    private static (string Path, List<TensorSource> Tensors, MasterKey Master, SigningKey Signer) Model(TempDir tmp, int version, int chunk)
+    {
+        var master = MasterKey.Generate(AeadAlgorithm.Aes256Gcm);
+        var signer = SigningKey.Generate();
+        var tensors = TestModels.EveryDtype();
+        for (var i = 0; i < 150; i++) tensors.Add(TestModels.Tensor($"lora.{i}", Dtype.F32, [4, (ulong)(i % 9)], i));
+        tensors.Add(TestModels.Tensor("big", Dtype.U8, [100_003], 5));
+        tensors.Add(TestModels.Tensor("plain.big", Dtype.U8, [50_001], 6));
+        CryptoTensorsWriter.Write(tmp.File("m"), tensors, new WriterOptions
+        {
+            MasterKey = master, SigningKey = signer, FormatVersion = version, ChunkSize = chunk,
+            EncryptOnly = tensors.Where((t, i) => i % 3 != 0 && t.Name != "plain.big").Select(t => t.Name).ToList(),
+        });
+        return (tmp.File("m"), tensors, master, signer);
+    }
+
+    [TestCase(2, 4096, 2, 4096)]
+    [TestCase(2, 1000, 3, 8192)]
+    [TestCase(1, 4096, 2, 4096)]
+    [TestCase(2, 4096, 1, 4096)]
+    public void EveryKindOfTensorGoesThroughASmallRing(int version, int chunk, int slots, int slotBytes)
+    {
+        using var tmp = new TempDir();
+        var (path, tensors, master, signer) = Model(tmp, version, chunk);
+        using var _m = master;
+        using var _s = signer;
+        using var r = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        var layout = Layout(r, out var size);
+        using var engine = new FakeCopyEngine(size, streams: 3);
+        var progress = new List<TensorProgress>();
+        var stats = DeviceLoader.LoadInto(r, t => layout[t.Name], engine, new DeviceLoadOptions
+        {
+            Slots = slots, SlotBytes = slotBytes, MaxDegreeOfParallelism = 4, Progress = new Sync(progress),
+        });
+        var want = TestModels.Plain(tensors);
+        foreach (var t in tensors) Assert.That(engine.At(layout[t.Name], t.ByteLength).ToArray(), Is.EqualTo(want[t.Name]), t.Name);
+        Assert.That(engine.Violations, Is.Empty);
+        Assert.That(engine.MaxBusySlots, Is.LessThanOrEqualTo(slots));
+        Assert.That(stats.RingBytes, Is.EqualTo(slots * (long)slotBytes), "the host memory of the load is the ring");
+        Assert.That(stats.OversizeBytes, Is.EqualTo(version == 1 ? 100_003 : 0), "only v1 tensors larger than a slot need a buffer of their own");
+        lock (progress) Assert.That(progress.Max(p => p.BytesDone), Is.EqualTo(tensors.Sum(t => t.ByteLength)));
+        lock (progress) Assert.That(progress.Max(p => p.TensorsDone), Is.EqualTo(tensors.Count));
+    }
+
+    private sealed class Sync(List<TensorProgress> list) : IProgress<TensorProgress>
+    {
+        public void Report(TensorProgress value) { lock (list) list.Add(value); }
+    }
+
+    [Test]
+    public void ARingIsReusedAcrossLoadsAndMustHoldAChunk()
+    {
+        using var tmp = new TempDir();
+        var (path, tensors, master, signer) = Model(tmp, 2, 4096);
+        using var _m = master;
+        using var _s = signer;
+        using var r = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        var layout = Layout(r, out var size);
+        using var ring = StagingRing.Allocate(3, 4096, cudaRegister: false);
+        for (var i = 0; i < 2; i++)
+        {
+            using var engine = new FakeCopyEngine(size);
+            var stats = DeviceLoader.LoadInto(r, t => layout[t.Name], engine, new DeviceLoadOptions { Ring = ring });
+            Assert.That(stats.RingBytes, Is.EqualTo(ring.Length));
+            var want = TestModels.Plain(tensors);
+            foreach (var t in tensors) Assert.That(engine.At(layout[t.Name], t.ByteLength).ToArray(), Is.EqualTo(want[t.Name]), t.Name);
+        }
+        Assert.That(ring.Buffer.IsClosed, Is.False, "a caller's ring is not freed by the load");
+
+        var (path2, _, master2, signer2) = Model(new TempDir(), 2, 8192);
+        using var _m2 = master2;
+        using var _s2 = signer2;
+        using var r2 = CryptoTensorsReader.Open(path2, TestModels.Keys(master2, signer2));
+        using var engine2 = new FakeCopyEngine(Math.Max(1, r2.Tensors.Sum(t => t.ByteLength + 512)));
+        Assert.Throws<ArgumentException>(() => DeviceLoader.LoadInto(r2, t => FakeCopyEngine.BaseAddress, engine2, new DeviceLoadOptions { Ring = ring }));
+    }
+
+    [TestCase(2)]
+    [TestCase(1)]
+    public void ATamperedChunkClearsEveryDestinationAndNamesTheTensor(int version)
+    {
+        using var tmp = new TempDir();
+        var (path, _, master, signer) = Model(tmp, version, 4096);
+        using var _m = master;
+        using var _s = signer;
+        long bigOffset;
+        using (var r0 = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer)))
+        {
+            r0.Header.TryGetTensor("big", out var info);
+            bigOffset = r0.Header.DataStart + (long)info.Begin;
+        }
+        using (var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
+        {
+            f.Position = bigOffset + 9000;
+            var b = f.ReadByte();
+            f.Position = bigOffset + 9000;
+            f.WriteByte((byte)(b ^ 1));
+        }
+        using var r = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        var layout = Layout(r, out var size);
+        using var engine = new FakeCopyEngine(size);
+        engine.Memory.Fill(0xAA);
+        var ex = Assert.Throws<DecryptionException>(() => DeviceLoader.LoadInto(r, t => layout[t.Name], engine, new DeviceLoadOptions { Slots = 2, SlotBytes = 4096 }));
+        Assert.That((ex!.Code, ex.Tensor, ex.Chunk), Is.EqualTo((ErrorCode.DecryptionFailed, "big", version == 2 ? 2L : (long?)null)));
+        foreach (var t in r.Tensors) Assert.That(engine.At(layout[t.Name], t.ByteLength).ToArray(), Is.All.EqualTo(0), t.Name);
+        Assert.That(engine.Cleared.Count, Is.EqualTo(r.Tensors.Count(t => t.ByteLength > 0)));
+        Assert.That(engine.Violations, Is.Empty);
+        Assert.That(engine.Attached, Is.False);
+    }
+
+    [Test]
+    public void AFileThatShrinksIsAnErrorAndCancellationClearsToo()
+    {
+        using var tmp = new TempDir();
+        var (path, _, master, signer) = Model(tmp, 2, 4096);
+        using var _m = master;
+        using var _s = signer;
+        using var r = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        var layout = Layout(r, out var size);
+        using (var engine = new FakeCopyEngine(size))
+        {
+            engine.Memory.Fill(0xAA);
+            using var cts = new CancellationTokenSource();
+            cts.Cancel();
+            Assert.Catch<OperationCanceledException>(() => DeviceLoader.LoadInto(r, t => layout[t.Name], engine, cancellationToken: cts.Token));
+            foreach (var t in r.Tensors) Assert.That(engine.At(layout[t.Name], t.ByteLength).ToArray(), Is.All.EqualTo(0), t.Name);
+        }
+        using (var f = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite)) f.SetLength(r.Header.DataStart + 10);
+        using (var engine = new FakeCopyEngine(size))
+        {
+            var ex = Assert.Throws<MalformedFileException>(() => DeviceLoader.LoadInto(r, t => layout[t.Name], engine));
+            Assert.That(ex!.Code, Is.EqualTo(ErrorCode.IncompleteBuffer));
+            Assert.That(engine.Violations, Is.Empty);
+        }
+    }
+
+    [Test]
+    public void ASubsetLoadsOnlyWhatWasAsked()
+    {
+        using var tmp = new TempDir();
+        var (path, tensors, master, signer) = Model(tmp, 2, 4096);
+        using var _m = master;
+        using var _s = signer;
+        using var r = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        var layout = Layout(r, out var size);
+        using var engine = new FakeCopyEngine(size);
+        engine.Memory.Fill(0xAA);
+        DeviceLoader.LoadInto(r, t => layout[t.Name], engine, new DeviceLoadOptions { Tensors = ["big", "lora.7"] });
+        var want = TestModels.Plain(tensors);
+        Assert.That(engine.At(layout["big"], 100_003).ToArray(), Is.EqualTo(want["big"]));
+        Assert.That(engine.At(layout["lora.8"], r.GetTensor("lora.8").ByteLength).ToArray(), Is.All.EqualTo(0xAA));
+        var notFound = Assert.Throws<MalformedFileException>(() => DeviceLoader.LoadInto(r, t => layout[t.Name], engine, new DeviceLoadOptions { Tensors = ["nope"] }));
+        Assert.That((notFound!.Code, notFound.Tensor), Is.EqualTo((ErrorCode.TensorNotFound, "nope")));
+    }
+
+    [Test]
+    public unsafe void ReadIntoHostMemoryDecryptsOneTensorInPlace()
+    {
+        using var tmp = new TempDir();
+        var (path, tensors, master, signer) = Model(tmp, 2, 4096);
+        using var _m = master;
+        using var _s = signer;
+        using var r = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        var dest = GC.AllocateArray<byte>(100_003, pinned: true);
+        fixed (byte* p = dest)
+        {
+            r.ReadInto("big", (IntPtr)p, dest.Length);
+            Assert.That(dest, Is.EqualTo(TestModels.Plain(tensors)["big"]));
+            var ptr = (IntPtr)p;
+            var ex = Assert.Catch<CryptoTensorsException>(() => r.ReadInto("big", ptr, dest.Length - 1));
+            Assert.That(ex!.Code, Is.EqualTo(ErrorCode.DestinationSize));
+        }
+    }
+}
