@@ -4,7 +4,7 @@ using CryptoTensors.Gpu.Writing;
 namespace CryptoTensors.Gpu.Devices;
 
 /// <summary>Options of a load to device memory through a staging ring.</summary>
-public sealed class DeviceLoadOptions
+public sealed record DeviceLoadOptions
 {
     /// <summary>Worker threads that read and decrypt into the ring (default: all cores).</summary>
     public int MaxDegreeOfParallelism { get; init; } = Environment.ProcessorCount;
