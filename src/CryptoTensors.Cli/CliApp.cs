@@ -48,7 +48,8 @@ internal sealed class CliIO(TextWriter stdout, TextWriter stderr, Stream? stdin 
         {
             return body();
         }
-        catch (Exception e) when (e is CryptoTensorsException or IOException or UnauthorizedAccessException or ArgumentException or OperationCanceledException)
+        catch (Exception e) when (e is CryptoTensorsException or IOException or UnauthorizedAccessException or ArgumentException or OperationCanceledException
+            or Gpu.Devices.Cuda.CudaException)
         {
             var custom = onError?.Invoke(e);
             if (custom is { } c) return c;

@@ -27,8 +27,11 @@ internal static unsafe class BenchCommand
         var dir = new Option<string?>("--dir") { Description = "Where to write the files (default: a temporary directory, removed afterwards)" };
         var repeat = new Option<int>("--repeat") { Description = "Runs of each load; the best is reported", DefaultValueFactory = _ => 3 };
         var readPath = new Option<ReadPath>("--read-path") { Description = "PositionalRead (default) or MemoryMapped", DefaultValueFactory = _ => ReadPath.PositionalRead };
-        var cmd = new Command("bench", "Measure plain vs encrypted loads of a deterministic workload on this machine.") { workload, json, dir, repeat, readPath };
-        cmd.SetAction(r => io.Guard(() => Run(io, r.GetValue(workload)!, r.GetValue(json), r.GetValue(dir), Math.Max(1, r.GetValue(repeat)), r.GetValue(readPath))));
+        var device = new Option<string?>("--device") { Description = "cuda:N: measure loads to that GPU instead (pinned-copy limit, plain, encrypted, TorchSharp, ILGPU)" };
+        var cmd = new Command("bench", "Measure plain vs encrypted loads of a deterministic workload on this machine.") { workload, json, dir, repeat, readPath, device };
+        cmd.SetAction(r => io.Guard(() => r.GetValue(device) is { } d
+            ? DeviceBenchCommand.Run(io, r.GetValue(workload)!, d, r.GetValue(json), r.GetValue(dir), Math.Max(1, r.GetValue(repeat)))
+            : Run(io, r.GetValue(workload)!, r.GetValue(json), r.GetValue(dir), Math.Max(1, r.GetValue(repeat)), r.GetValue(readPath))));
         return cmd;
     }
 
@@ -118,7 +121,7 @@ internal static unsafe class BenchCommand
         }
     }
 
-    private static double Gbps(long bytes, double seconds) => Math.Round(bytes / seconds / 1e9, 3);
+    internal static double Gbps(long bytes, double seconds) => Math.Round(bytes / seconds / 1e9, 3);
 
     private static double Seconds(Action a)
     {
@@ -173,13 +176,13 @@ internal static unsafe class BenchCommand
         return Math.Round(best, 3);
     }
 
-    private static void ResetPeakRss()
+    internal static void ResetPeakRss()
     {
         try { File.WriteAllText("/proc/self/clear_refs", "5"); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
-    private static long? ReadStatus(string key)
+    internal static long? ReadStatus(string key)
     {
         try
         {
