@@ -146,6 +146,8 @@ public unsafe class LoadedModelDLPackTests
         var ex = Assert.Throws<MalformedFileException>(() => model.ToDLPack("huge"));
         Assert.That(ex!.Code, Is.EqualTo(ErrorCode.ValidationOverflow));
         Assert.That(ex.Tensor, Is.EqualTo("huge"));
+        var view = Assert.Throws<MalformedFileException>(() => model.AsReadOnlyTensorSpan<float>("huge"));
+        Assert.That(view!.Code, Is.EqualTo(ErrorCode.ValidationOverflow));
         model.Dispose();
         Assert.That(model.Buffer.IsClosed, "a refused export holds nothing");
     }
