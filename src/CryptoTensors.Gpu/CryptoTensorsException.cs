@@ -144,6 +144,8 @@ public enum ErrorCode
     TensorNotFound,
     /// <summary>The destination buffer has the wrong size.</summary>
     DestinationSize,
+    /// <summary>A view's element type does not have the size of the tensor's dtype.</summary>
+    ElementSizeMismatch,
 }
 
 /// <summary>
@@ -186,7 +188,7 @@ public class CryptoTensorsException : Exception
             or ErrorCode.InvalidJson or ErrorCode.DuplicateKey or ErrorCode.UnknownDtype or ErrorCode.InvalidOffset
             or ErrorCode.ValidationOverflow or ErrorCode.MisalignedSlice or ErrorCode.TensorInvalidInfo
             or ErrorCode.IncompleteBuffer or ErrorCode.NestingTooDeep or ErrorCode.TensorNotFound
-            or ErrorCode.DestinationSize => ErrorKind.Malformed,
+            or ErrorCode.DestinationSize or ErrorCode.ElementSizeMismatch => ErrorKind.Malformed,
         ErrorCode.InvalidCryptoField or ErrorCode.MissingVersion or ErrorCode.UnsupportedVersion
             or ErrorCode.InvalidChunkSize or ErrorCode.UnsupportedAlgorithm or ErrorCode.StrippedEncryption
             or ErrorCode.NotEncrypted => ErrorKind.CryptoHeader,

@@ -216,8 +216,11 @@ public static unsafe class ModelLoader
     }
 }
 
-/// <summary>Tensors loaded into one page-locked buffer. Dispose returns the buffer (to its pool, if any).</summary>
-public sealed class LoadedModel : IDisposable
+/// <summary>
+/// Tensors loaded into one page-locked buffer. Dispose returns the buffer (to its pool, if any), or, while DLPack
+/// exports of it (<see cref="ToDLPack"/>) are outstanding, lets the last export's deleter return it.
+/// </summary>
+public sealed partial class LoadedModel : IDisposable
 {
     private readonly Dictionary<string, (long Offset, long Length)> _layout;
 
@@ -247,6 +250,7 @@ public sealed class LoadedModel : IDisposable
     /// <summary>Address of a tensor's first byte.</summary>
     public IntPtr PointerOf(string name) => Buffer.Pointer + (nint)OffsetOf(name);
 
-    /// <summary>Returns the buffer (to its pool, which reuses it without clearing: the next load overwrites it).</summary>
+    /// <summary>Returns the buffer (to its pool, which reuses it without clearing: the next load overwrites it). With DLPack
+    /// exports outstanding, the buffer is returned when the last of them is deleted; spans and views end here either way.</summary>
     public void Dispose() => Buffer.Dispose();
 }
