@@ -40,6 +40,36 @@ public sealed class DeviceModel : IDisposable
         Buffer.CopyToHost(offset, destination);
     }
 
+    /// <summary>
+    /// Lends one tensor to a DLPack consumer as <c>kDLCUDA</c> memory of this device, without copying (see
+    /// <see cref="Interop.DLPack.DLPackExporter.Export"/> for the ownership contract). The export holds a reference on
+    /// the device allocation: it stays valid after this model is disposed, until the export's deleter runs.
+    /// </summary>
+    /// <param name="name">The tensor.</param>
+    /// <param name="readOnly">Marks the export read-only.</param>
+    /// <returns>A <c>DLManagedTensorVersioned*</c>, owned by the caller until handed to a consumer.</returns>
+    public IntPtr ToDLPack(string name, bool readOnly = false)
+    {
+        var tensor = Tensors.FirstOrDefault(t => t.Name == name) ?? throw Errors.Create(ErrorCode.TensorNotFound, "tensor not loaded", tensor: name);
+        var shape = new long[tensor.Shape.Count];
+        for (var i = 0; i < shape.Length; i++)
+        {
+            shape[i] = tensor.Shape[i] <= long.MaxValue ? (long)tensor.Shape[i]
+                : throw Errors.Create(ErrorCode.ValidationOverflow, $"extent {tensor.Shape[i]} does not fit DLPack's int64_t", tensor: name);
+        }
+        var lease = new Loading.Native.SafeHandleLease(Buffer);
+        try
+        {
+            var data = unchecked((IntPtr)(nint)DevicePointerOf(name));
+            return Interop.DLPack.DLPackExporter.ExportNamed(data, Interop.DLPack.DLDevice.Cuda(Buffer.Device.Ordinal), tensor.Dtype, shape, readOnly, lease, name);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
+    }
+
     private (long Offset, long Length) Layout(string name)
         => _layout.TryGetValue(name, out var l) ? l : throw Errors.Create(ErrorCode.TensorNotFound, "tensor not loaded", tensor: name);
 

@@ -74,6 +74,17 @@ public class CudaTests
             Assert.That(model.DevicePointerOf(t.Name) % 256, Is.Zero);
         }
         Assert.That(model.Staging.RingBytes, Is.EqualTo(3L << 16));
+
+        // DLPack hand-off of device memory: kDLCUDA, the tensor's own address, valid until the deleter runs.
+        var name = r.Tensors.OrderByDescending(x => x.ByteLength).First().Name;
+        var export = model.ToDLPack(name);
+        unsafe
+        {
+            var m = (Gpu.Interop.DLPack.DLManagedTensorVersioned*)export;
+            Assert.That(m->Tensor.Device, Is.EqualTo(Gpu.Interop.DLPack.DLDevice.Cuda(device.Ordinal)));
+            Assert.That((ulong)(nint)m->Tensor.Data, Is.EqualTo(model.DevicePointerOf(name)));
+        }
+        Gpu.Interop.DLPack.DLPackExporter.InvokeDeleter(export);
     }
 
     [Test]
