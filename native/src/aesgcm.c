@@ -74,7 +74,9 @@ static void initialise(void)
         snprintf(init_info, sizeof init_info, "ipsec-mb %s: the %s manager has no AES-GCM entry points", version,
                  arch_name(arch));
     } else {
-        snprintf(init_info, sizeof init_info, "ipsec-mb %s avx512 (vaes, vpclmulqdq)", version);
+        /* SAFE_DATA: ipsec-mb clears key-dependent registers and stack after each call. */
+        snprintf(init_info, sizeof init_info, "ipsec-mb %s avx512 (vaes, vpclmulqdq%s)", version,
+                 (features & IMB_FEATURE_SAFE_DATA) ? ", safe-data" : "");
         manager = mgr;
         init_status = CTAG_OK;
         return;
