@@ -3,7 +3,7 @@ using CryptoTensors.Gpu.Crypto;
 
 namespace CryptoTensors.Gpu.Benchmarks;
 
-/// <summary>In-cache AEAD throughput of one chunk (the decrypt ceiling per core).</summary>
+/// <summary>In-cache AEAD throughput of one chunk (the decrypt ceiling per core), per algorithm and backend.</summary>
 [MemoryDiagnoser]
 public class AeadBenchmarks
 {
@@ -12,8 +12,25 @@ public class AeadBenchmarks
     private readonly byte[] _nonce = new byte[12];
     private readonly byte[] _tag = new byte[16];
 
-    [Params(AeadAlgorithm.Aes256Gcm, AeadAlgorithm.Aes128Gcm, AeadAlgorithm.ChaCha20Poly1305)]
-    public AeadAlgorithm Algorithm { get; set; }
+    /// <summary>An algorithm on a backend, shown as e.g. <c>aes256gcm/ipsec-mb</c>.</summary>
+    public readonly record struct Variant(AeadAlgorithm Algorithm, AeadBackend Backend)
+    {
+        public override string ToString() => $"{Algorithm.CanonicalName()}/{(Backend == AeadBackend.IpsecMb ? "ipsec-mb" : "bcl")}";
+    }
+
+    /// <summary>AES-GCM on each available backend; ChaCha20-Poly1305 has only the BCL.</summary>
+    public static IEnumerable<Variant> Variants()
+    {
+        foreach (var algorithm in new[] { AeadAlgorithm.Aes256Gcm, AeadAlgorithm.Aes128Gcm })
+        {
+            yield return new(algorithm, AeadBackend.Bcl);
+            if (AeadBackends.IpsecMbAvailable) yield return new(algorithm, AeadBackend.IpsecMb);
+        }
+        yield return new(AeadAlgorithm.ChaCha20Poly1305, AeadBackend.Bcl);
+    }
+
+    [ParamsSource(nameof(Variants))]
+    public Variant Cipher { get; set; }
 
     [Params(64 * 1024, 2 * 1024 * 1024)]
     public int ChunkBytes { get; set; }
@@ -21,7 +38,7 @@ public class AeadBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _cipher = new AeadCipher(Algorithm, new byte[Algorithm.KeySize()]);
+        _cipher = new AeadCipher(Cipher.Algorithm, new byte[Cipher.Algorithm.KeySize()], Cipher.Backend);
         _data = new byte[ChunkBytes];
         _cipher.Encrypt(_nonce, _data, _data, _tag);
     }

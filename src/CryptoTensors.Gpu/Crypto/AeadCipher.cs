@@ -3,26 +3,41 @@ using System.Security.Cryptography;
 namespace CryptoTensors.Gpu.Crypto;
 
 /// <summary>
-/// One keyed AEAD instance (BCL <see cref="AesGcm"/> or <see cref="ChaCha20Poly1305"/>): 12-byte nonces,
+/// One keyed AEAD instance: AES-GCM on the BCL's <see cref="AesGcm"/> or on the accelerated ipsec-mb backend (see
+/// <see cref="AeadBackend"/>, chosen at construction), or the BCL's <see cref="ChaCha20Poly1305"/>. 12-byte nonces,
 /// 16-byte tags, empty associated data as the format uses it (the primitive accepts associated data for tests).
 /// Not thread-safe: use one instance per thread. Decryption works in place (same buffer for input and output).
 /// </summary>
 public sealed class AeadCipher : IDisposable
 {
+    private readonly IpsecMbAesGcm? _ipsec;
     private readonly AesGcm? _aes;
     private readonly ChaCha20Poly1305? _chacha;
 
-    /// <summary>Creates a cipher for <paramref name="key"/>; its length must be the algorithm's.</summary>
-    public AeadCipher(AeadAlgorithm algorithm, ReadOnlySpan<byte> key)
+    /// <summary>Creates a cipher for <paramref name="key"/> on <see cref="AeadBackends.Default"/>; the key length must be the algorithm's.</summary>
+    public AeadCipher(AeadAlgorithm algorithm, ReadOnlySpan<byte> key) : this(algorithm, key, AeadBackends.Default) { }
+
+    /// <summary>
+    /// Creates a cipher for <paramref name="key"/> on <paramref name="backend"/> (AES-GCM only; ChaCha20-Poly1305
+    /// always uses the BCL). The key is not copied into managed memory by the ipsec-mb backend, whose expanded key is
+    /// zeroed on <see cref="Dispose"/>.
+    /// </summary>
+    /// <exception cref="CryptoTensorsException">A wrong key length, or <see cref="AeadBackend.IpsecMb"/> requested where it is unavailable.</exception>
+    public AeadCipher(AeadAlgorithm algorithm, ReadOnlySpan<byte> key, AeadBackend backend)
     {
         if (key.Length != algorithm.KeySize())
             throw Errors.Create(ErrorCode.InvalidKey, $"invalid key length: expected {algorithm.KeySize()} bytes for {algorithm.CanonicalName()}, got {key.Length}");
         Algorithm = algorithm;
+        Backend = AeadBackends.Resolve(algorithm, backend);
         if (algorithm == AeadAlgorithm.ChaCha20Poly1305)
         {
             if (!ChaCha20Poly1305.IsSupported)
                 throw Errors.Create(ErrorCode.UnsupportedAlgorithm, "ChaCha20-Poly1305 is not supported on this platform");
             _chacha = new ChaCha20Poly1305(key);
+        }
+        else if (Backend == AeadBackend.IpsecMb)
+        {
+            _ipsec = IpsecMbAesGcm.Create(key);
         }
         else
         {
@@ -33,11 +48,15 @@ public sealed class AeadCipher : IDisposable
     /// <summary>The algorithm.</summary>
     public AeadAlgorithm Algorithm { get; }
 
+    /// <summary>The backend in use: <see cref="AeadBackend.Bcl"/> or <see cref="AeadBackend.IpsecMb"/>, never <see cref="AeadBackend.Auto"/>.</summary>
+    public AeadBackend Backend { get; }
+
     /// <summary>Seals <paramref name="plaintext"/> into <paramref name="ciphertext"/> (same length) and <paramref name="tag"/>.</summary>
     public void Encrypt(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> plaintext, Span<byte> ciphertext, Span<byte> tag,
         ReadOnlySpan<byte> associatedData = default)
     {
-        if (_aes is not null) _aes.Encrypt(nonce, plaintext, ciphertext, tag, associatedData);
+        if (_ipsec is not null) _ipsec.Encrypt(nonce, plaintext, ciphertext, tag, associatedData);
+        else if (_aes is not null) _aes.Encrypt(nonce, plaintext, ciphertext, tag, associatedData);
         else _chacha!.Encrypt(nonce, plaintext, ciphertext, tag, associatedData);
     }
 
@@ -54,6 +73,7 @@ public sealed class AeadCipher : IDisposable
             plaintext.Clear();
             return false;
         }
+        if (_ipsec is not null) return _ipsec.TryDecrypt(nonce, ciphertext, tag, plaintext, associatedData);
         try
         {
             if (_aes is not null) _aes.Decrypt(nonce, ciphertext, tag, plaintext, associatedData);
@@ -70,6 +90,7 @@ public sealed class AeadCipher : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        _ipsec?.Dispose();
         _aes?.Dispose();
         _chacha?.Dispose();
     }
