@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using CryptoTensors.Gpu.Crypto;
 using CryptoTensors.Gpu.Devices.Cuda;
 using CryptoTensors.Gpu.Devices.Staging;
+using CryptoTensors.Gpu.Loading;
 using CryptoTensors.Gpu.Reading;
 
 namespace CryptoTensors.Gpu.Devices;
@@ -20,8 +21,6 @@ public static unsafe class DeviceLoader
 {
     /// <summary>Alignment of tensors in a <see cref="DeviceModel"/>.</summary>
     public const int Alignment = 256;
-
-    private readonly record struct WorkItem(int Tensor, long Offset, int Length, long Chunk);
 
     private sealed record Target(TensorDescriptor Tensor, long FileOffset, ulong Destination, EncryptionEntry? Entry, int DekOffset);
 
@@ -88,28 +87,8 @@ public static unsafe class DeviceLoader
         }
 
         // Work items: v2 chunks, whole v1 tensors, plain blocks of one slot.
-        var block = (int)Math.Min(slotBytes, int.MaxValue);
-        var items = new List<WorkItem>();
-        var remaining = new int[targets.Count];
-        long oversize = 0;
-        for (var i = 0; i < targets.Count; i++)
-        {
-            var before = items.Count;
-            var t = targets[i];
-            var len = t.Tensor.ByteLength;
-            if (t.Entry is not null && chunkSize is { } cs)
-            {
-                var chunks = ChunkNonce.Count(len, cs);
-                for (long c = 0; c < chunks; c++) items.Add(new WorkItem(i, c * cs, (int)Math.Min(cs, len - c * cs), c));
-            }
-            else if (t.Entry is not null)
-            {
-                items.Add(new WorkItem(i, 0, (int)len, -1));
-                if (len > slotBytes) oversize = Math.Max(oversize, len);
-            }
-            else for (long o = 0; o < len; o += block) items.Add(new WorkItem(i, o, (int)Math.Min(block, len - o), -1));
-            remaining[i] = items.Count - before;
-        }
+        var (items, remaining) = LoadWorkPlan.Build(targets.Select(t => (t.Tensor.ByteLength, t.Entry is not null)).ToList(), chunkSize, (int)Math.Min(slotBytes, int.MaxValue));
+        var oversize = chunkSize is null ? targets.Where(t => t.Entry is not null && t.Tensor.ByteLength > slotBytes).Select(t => t.Tensor.ByteLength).DefaultIfEmpty(0).Max() : 0;
         // A ring of its own is never larger than the load needs.
         ring ??= StagingRing.Allocate(Math.Clamp(items.Count, 1, options.Slots > 0 ? options.Slots : Math.Max(4, 4 * workers)), slotBytes,
             cudaRegister: engine is CudaCopyEngine);
@@ -129,7 +108,7 @@ public static unsafe class DeviceLoader
             engine.Attach(ring);
             attached = true;
             var parallel = new ParallelOptions { MaxDegreeOfParallelism = workers, CancellationToken = cancellationToken };
-            Parallel.For(0, items.Count, parallel, () => { engine.EnterWorker(); return new CipherCache(reader); }, (index, loop, ciphers) =>
+            Parallel.For(0, items.Count, parallel, () => { engine.EnterWorker(); return new DataKeyCipherCache(reader); }, (index, loop, ciphers) =>
             {
                 if (loop.ShouldExitCurrentIteration) return ciphers;
                 var item = items[index];
@@ -178,8 +157,8 @@ public static unsafe class DeviceLoader
         => options.Tensors is null ? reader.Tensors.ToList() : options.Tensors.Distinct(StringComparer.Ordinal).Select(reader.GetTensor).ToList();
 
     /// <summary>One work item through one slot: read, decrypt in place, queue the copy.</summary>
-    private static void Process(CryptoTensorsReader reader, StagingRing ring, IDeviceCopyEngine engine, Target t, WorkItem item,
-        CipherCache ciphers, CancellationToken cancellationToken)
+    private static void Process(CryptoTensorsReader reader, StagingRing ring, IDeviceCopyEngine engine, Target t, LoadWorkItem item,
+        DataKeyCipherCache ciphers, CancellationToken cancellationToken)
     {
         if (item.Length == 0) return;
         var slot = ring.Acquire(cancellationToken);
@@ -204,8 +183,8 @@ public static unsafe class DeviceLoader
     }
 
     /// <summary>A v1 tensor larger than a slot: authenticated whole in a temporary buffer, then moved through the ring.</summary>
-    private static void ProcessOversize(CryptoTensorsReader reader, StagingRing ring, IDeviceCopyEngine engine, Target t, WorkItem item,
-        CipherCache ciphers, CancellationToken cancellationToken)
+    private static void ProcessOversize(CryptoTensorsReader reader, StagingRing ring, IDeviceCopyEngine engine, Target t, LoadWorkItem item,
+        DataKeyCipherCache ciphers, CancellationToken cancellationToken)
     {
         var length = item.Length;
         var temp = (byte*)NativeMemory.Alloc((nuint)length);
@@ -236,23 +215,5 @@ public static unsafe class DeviceLoader
             CryptographicOperations.ZeroMemory(new Span<byte>(temp, length));
             NativeMemory.Free(temp);
         }
-    }
-
-    /// <summary>Per-worker cipher of the data key used last (consecutive chunks share a key).</summary>
-    private sealed class CipherCache(CryptoTensorsReader reader) : IDisposable
-    {
-        private AeadCipher? _cipher;
-        private int _dekOffset = -1;
-
-        public AeadCipher For(int dekOffset)
-        {
-            if (dekOffset == _dekOffset && _cipher is not null) return _cipher;
-            _cipher?.Dispose();
-            _cipher = new AeadCipher(reader.Algorithm, reader.DataKeyAt(dekOffset));
-            _dekOffset = dekOffset;
-            return _cipher;
-        }
-
-        public void Dispose() => _cipher?.Dispose();
     }
 }

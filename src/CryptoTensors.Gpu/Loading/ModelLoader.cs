@@ -21,8 +21,6 @@ public readonly record struct TensorDestination(IntPtr Pointer, long Length);
 /// </summary>
 public static unsafe class ModelLoader
 {
-    private readonly record struct WorkItem(int Tensor, long Offset, int Length, long Chunk);
-
     private sealed record Target(TensorDescriptor Tensor, long FileOffset, TensorDestination Destination,
         EncryptionEntry? Entry, int DekOffset);
 
@@ -71,22 +69,7 @@ public static unsafe class ModelLoader
             targets.Add(new Target(t, reader.Header.DataStart + (long)info.Begin, d, crypto?.Entry, crypto?.DekOffset ?? -1));
         }
 
-        var items = new List<WorkItem>();
-        var remaining = new int[targets.Count];
-        for (var i = 0; i < targets.Count; i++)
-        {
-            var before = items.Count;
-            var t = targets[i];
-            var len = t.Tensor.ByteLength;
-            if (t.Entry is not null && chunkSize is { } cs)
-            {
-                var chunks = ChunkNonce.Count(len, cs);
-                for (long c = 0; c < chunks; c++) items.Add(new WorkItem(i, c * cs, (int)Math.Min(cs, len - c * cs), c));
-            }
-            else if (t.Entry is not null) items.Add(new WorkItem(i, 0, (int)len, -1));
-            else for (long o = 0; o < len; o += options.PlainBlockSize) items.Add(new WorkItem(i, o, (int)Math.Min(options.PlainBlockSize, len - o), -1));
-            remaining[i] = items.Count - before;
-        }
+        var (items, remaining) = LoadWorkPlan.Build(targets.Select(t => (t.Tensor.ByteLength, t.Entry is not null)).ToList(), chunkSize, options.PlainBlockSize);
 
         var total = targets.Sum(t => t.Tensor.ByteLength);
         long bytesDone = 0;
@@ -159,7 +142,7 @@ public static unsafe class ModelLoader
         return options.Tensors.Distinct(StringComparer.Ordinal).Select(reader.GetTensor).ToList();
     }
 
-    private static void Process(CryptoTensorsReader reader, Target t, WorkItem item, WorkerState state, byte* mapped)
+    private static void Process(CryptoTensorsReader reader, Target t, LoadWorkItem item, WorkerState state, byte* mapped)
     {
         var dest = new Span<byte>((void*)(t.Destination.Pointer + (nint)item.Offset), item.Length);
         var fileOffset = t.FileOffset + item.Offset;
@@ -180,18 +163,18 @@ public static unsafe class ModelLoader
         }
         if (t.Entry is not { } e) return;
 
-        var cipher = state.CipherFor(t.DekOffset);
+        var cipher = state.Ciphers.For(t.DekOffset);
         if (item.Chunk < 0) CryptoTensorsReader.DecryptWhole(t.Tensor.Name, cipher, e, input, dest);
         else CryptoTensorsReader.DecryptChunk(t.Tensor.Name, cipher, e, input, dest, item.Chunk);
     }
 
-    /// <summary>Per-worker state: the cipher of the data key used last (consecutive chunks share a key).</summary>
+    /// <summary>Per-worker state: the cipher of the data key used last and a staging buffer for positional reads.</summary>
     private sealed class WorkerState(CryptoTensorsReader reader) : IDisposable
     {
         public const int MaxStaging = 8 << 20;
-        private AeadCipher? _cipher;
-        private int _dekOffset = -1;
         private byte[]? _staging;
+
+        public DataKeyCipherCache Ciphers { get; } = new(reader);
 
         public Span<byte> Staging(int length)
         {
@@ -199,18 +182,9 @@ public static unsafe class ModelLoader
             return _staging.AsSpan(0, length);
         }
 
-        public AeadCipher CipherFor(int dekOffset)
-        {
-            if (dekOffset == _dekOffset && _cipher is not null) return _cipher;
-            _cipher?.Dispose();
-            _cipher = new AeadCipher(reader.Algorithm, reader.DataKeyAt(dekOffset));
-            _dekOffset = dekOffset;
-            return _cipher;
-        }
-
         public void Dispose()
         {
-            _cipher?.Dispose();
+            Ciphers.Dispose();
             if (_staging is not null) System.Security.Cryptography.CryptographicOperations.ZeroMemory(_staging);
         }
     }

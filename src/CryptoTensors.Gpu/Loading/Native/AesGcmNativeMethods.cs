@@ -68,39 +68,14 @@ internal static unsafe class AesGcmNativeMethods
     {
         if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
             return (0, $"{FileName} is only built on Linux x86-64");
-        var candidates = new List<string> { Path.Combine(AppContext.BaseDirectory, FileName) };
-        var assemblyDirectory = Path.GetDirectoryName(typeof(AesGcmNativeMethods).Assembly.Location);
-        if (!string.IsNullOrEmpty(assemblyDirectory))
-            candidates.Add(Path.Combine(assemblyDirectory, FileName));
-
-        var reasons = new List<string>();
-        foreach (var path in candidates.Distinct(StringComparer.Ordinal))
-        {
-            if (!File.Exists(path))
+        return NativeLibraryLocator.Load(FileName,
+            "it is built only where Intel ipsec-mb is installed: apt-get install libipsec-mb-dev, then rebuild", handle =>
             {
-                reasons.Add($"{path} does not exist (it is built only where Intel ipsec-mb is installed: apt-get install libipsec-mb-dev, then rebuild)");
-                continue;
-            }
-            nint handle;
-            try
-            {
-                handle = NativeLibrary.Load(path);
-            }
-            catch (Exception ex) when (ex is DllNotFoundException or BadImageFormatException)
-            {
-                reasons.Add($"{path}: {ex.Message.ReplaceLineEndings(" ").Trim()}");
-                continue;
-            }
-            string[] exports = ["ctag_abi_version", "ctag_init", "ctag_create", "ctag_destroy", "ctag_seal", "ctag_open"];
-            var missing = exports.Where(e => !NativeLibrary.TryGetExport(handle, e, out _)).ToList();
-            var abi = missing.Count == 0 ? ((delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "ctag_abi_version"))() : -1;
-            if (missing.Count == 0 && abi == AbiVersion)
-                return (handle, null);
-            NativeLibrary.Free(handle);
-            reasons.Add(missing.Count > 0
-                ? $"{path} lacks {string.Join(", ", missing)}; rebuild it"
-                : $"{path} has ABI version {abi}, expected {AbiVersion}; rebuild it");
-        }
-        return (0, string.Join("; ", reasons));
+                string[] exports = ["ctag_abi_version", "ctag_init", "ctag_create", "ctag_destroy", "ctag_seal", "ctag_open"];
+                var missing = exports.Where(e => !NativeLibrary.TryGetExport(handle, e, out _)).ToList();
+                if (missing.Count > 0) return $"lacks {string.Join(", ", missing)}; rebuild it";
+                var abi = ((delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "ctag_abi_version"))();
+                return abi == AbiVersion ? null : $"has ABI version {abi}, expected {AbiVersion}; rebuild it";
+            });
     }
 }

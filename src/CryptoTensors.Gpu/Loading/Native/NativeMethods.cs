@@ -68,45 +68,17 @@ internal static unsafe partial class NativeMethods
     {
         if (!OperatingSystem.IsLinux())
             return (0, $"{FileName} is only built on Linux");
-        var candidates = new List<string> { Path.Combine(AppContext.BaseDirectory, FileName) };
-        var assemblyDirectory = Path.GetDirectoryName(typeof(NativeMethods).Assembly.Location);
-        if (!string.IsNullOrEmpty(assemblyDirectory))
-            candidates.Add(Path.Combine(assemblyDirectory, FileName));
-
-        var reasons = new List<string>();
-        foreach (var path in candidates.Distinct(StringComparer.Ordinal))
+        // Checked through raw exports: the LibraryImport stubs would re-enter this Lazy through the resolver.
+        return NativeLibraryLocator.Load(FileName, null, handle =>
         {
-            if (!File.Exists(path))
-            {
-                reasons.Add($"{path} does not exist");
-                continue;
-            }
-            nint handle;
-            try
-            {
-                handle = NativeLibrary.Load(path);
-            }
-            catch (Exception ex) when (ex is DllNotFoundException or BadImageFormatException)
-            {
-                reasons.Add($"{path}: {ex.Message.ReplaceLineEndings(" ").Trim()}");
-                continue;
-            }
-            // Checked through raw exports: the LibraryImport stubs would re-enter this Lazy through the resolver.
             if (!NativeLibrary.TryGetExport(handle, "ct_abi_version", out var abiExport)
                 || !NativeLibrary.TryGetExport(handle, "ct_host_buffer_size", out var sizeExport))
-            {
-                NativeLibrary.Free(handle);
-                reasons.Add($"{path} lacks ct_abi_version/ct_host_buffer_size; rebuild it");
-                continue;
-            }
+                return "lacks ct_abi_version/ct_host_buffer_size; rebuild it";
             var abi = ((delegate* unmanaged<int>)abiExport)();
             var size = ((delegate* unmanaged<nuint>)sizeExport)();
-            if (abi == AbiVersion && size == (nuint)sizeof(HostBuffer))
-                return (handle, null);
-            NativeLibrary.Free(handle);
-            reasons.Add($"{path} has ABI version {abi} (struct size {size}), expected {AbiVersion} ({sizeof(HostBuffer)}); rebuild it");
-        }
-        return (0, string.Join("; ", reasons));
+            return abi == AbiVersion && size == (nuint)sizeof(HostBuffer) ? null
+                : $"has ABI version {abi} (struct size {size}), expected {AbiVersion} ({sizeof(HostBuffer)}); rebuild it";
+        });
     }
 
     /// <summary>The exception for a failed ct_ call, with the calling thread's native error detail.</summary>
