@@ -53,20 +53,37 @@ public class DeviceLoaderTests
         Assert.That(engine.Attached, Is.False);
     }
 
-    private static (string Path, List<TensorSource> Tensors, MasterKey Master, SigningKey Signer) Model(TempDir tmp, int version, int chunk)
+    /// <summary>An encrypted model of every kind of tensor (plain ones too), written to a temporary directory.</summary>
+    private sealed class SampleModel : IDisposable
     {
-        var master = MasterKey.Generate(AeadAlgorithm.Aes256Gcm);
-        var signer = SigningKey.Generate();
-        var tensors = TestModels.EveryDtype();
-        for (var i = 0; i < 150; i++) tensors.Add(TestModels.Tensor($"lora.{i}", Dtype.F32, [4, (ulong)(i % 9)], i));
-        tensors.Add(TestModels.Tensor("big", Dtype.U8, [100_003], 5));
-        tensors.Add(TestModels.Tensor("plain.big", Dtype.U8, [50_001], 6));
-        CryptoTensorsWriter.Write(tmp.File("m"), tensors, new WriterOptions
+        private readonly TempDir _dir = new();
+        private readonly MasterKey _master = MasterKey.Generate(AeadAlgorithm.Aes256Gcm);
+        private readonly SigningKey _signer = SigningKey.Generate();
+
+        public SampleModel(int version, int chunk)
         {
-            MasterKey = master, SigningKey = signer, FormatVersion = version, ChunkSize = chunk,
-            EncryptOnly = tensors.Where((t, i) => i % 3 != 0 && t.Name != "plain.big").Select(t => t.Name).ToList(),
-        });
-        return (tmp.File("m"), tensors, master, signer);
+            Path = _dir.File("m");
+            Tensors = TestModels.EveryDtype();
+            for (var i = 0; i < 150; i++) Tensors.Add(TestModels.Tensor($"lora.{i}", Dtype.F32, [4, (ulong)(i % 9)], i));
+            Tensors.Add(TestModels.Tensor("big", Dtype.U8, [100_003], 5));
+            Tensors.Add(TestModels.Tensor("plain.big", Dtype.U8, [50_001], 6));
+            CryptoTensorsWriter.Write(Path, Tensors, new WriterOptions
+            {
+                MasterKey = _master, SigningKey = _signer, FormatVersion = version, ChunkSize = chunk,
+                EncryptOnly = Tensors.Where((t, i) => i % 3 != 0 && t.Name != "plain.big").Select(t => t.Name).ToList(),
+            });
+        }
+
+        public string Path { get; }
+        public List<TensorSource> Tensors { get; }
+        public CryptoTensorsReader Open() => CryptoTensorsReader.Open(Path, TestModels.Keys(_master, _signer));
+
+        public void Dispose()
+        {
+            _master.Dispose();
+            _signer.Dispose();
+            _dir.Dispose();
+        }
     }
 
     [TestCase(2, 4096, 2, 4096)]
@@ -75,11 +92,8 @@ public class DeviceLoaderTests
     [TestCase(2, 4096, 1, 4096)]
     public void EveryKindOfTensorGoesThroughASmallRing(int version, int chunk, int slots, int slotBytes)
     {
-        using var tmp = new TempDir();
-        var (path, tensors, master, signer) = Model(tmp, version, chunk);
-        using var _m = master;
-        using var _s = signer;
-        using var r = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        using var m = new SampleModel(version, chunk);
+        using var r = m.Open();
         var layout = Layout(r, out var size);
         using var engine = new FakeCopyEngine(size, streams: 3);
         var progress = new List<TensorProgress>();
@@ -87,14 +101,14 @@ public class DeviceLoaderTests
         {
             Slots = slots, SlotBytes = slotBytes, MaxDegreeOfParallelism = 4, Progress = new Sync(progress),
         });
-        var want = TestModels.Plain(tensors);
-        foreach (var t in tensors) Assert.That(engine.At(layout[t.Name], t.ByteLength).ToArray(), Is.EqualTo(want[t.Name]), t.Name);
+        var want = TestModels.Plain(m.Tensors);
+        foreach (var t in m.Tensors) Assert.That(engine.At(layout[t.Name], t.ByteLength).ToArray(), Is.EqualTo(want[t.Name]), t.Name);
         Assert.That(engine.Violations, Is.Empty);
         Assert.That(engine.MaxBusySlots, Is.LessThanOrEqualTo(slots));
         Assert.That(stats.RingBytes, Is.EqualTo(slots * (long)slotBytes), "the host memory of the load is the ring");
         Assert.That(stats.OversizeBytes, Is.EqualTo(version == 1 ? 100_003 : 0), "only v1 tensors larger than a slot need a buffer of their own");
-        lock (progress) Assert.That(progress.Max(p => p.BytesDone), Is.EqualTo(tensors.Sum(t => t.ByteLength)));
-        lock (progress) Assert.That(progress.Max(p => p.TensorsDone), Is.EqualTo(tensors.Count));
+        lock (progress) Assert.That(progress.Max(p => p.BytesDone), Is.EqualTo(m.Tensors.Sum(t => t.ByteLength)));
+        lock (progress) Assert.That(progress.Max(p => p.TensorsDone), Is.EqualTo(m.Tensors.Count));
     }
 
     private sealed class Sync(List<TensorProgress> list) : IProgress<TensorProgress>
@@ -105,11 +119,8 @@ public class DeviceLoaderTests
     [Test]
     public void ARingIsReusedAcrossLoadsAndMustHoldAChunk()
     {
-        using var tmp = new TempDir();
-        var (path, tensors, master, signer) = Model(tmp, 2, 4096);
-        using var _m = master;
-        using var _s = signer;
-        using var r = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        using var m = new SampleModel(2, 4096);
+        using var r = m.Open();
         var layout = Layout(r, out var size);
         using var ring = StagingRing.Allocate(3, 4096, cudaRegister: false);
         for (var i = 0; i < 2; i++)
@@ -117,15 +128,13 @@ public class DeviceLoaderTests
             using var engine = new FakeCopyEngine(size);
             var stats = DeviceLoader.LoadInto(r, t => layout[t.Name], engine, new DeviceLoadOptions { Ring = ring });
             Assert.That(stats.RingBytes, Is.EqualTo(ring.Length));
-            var want = TestModels.Plain(tensors);
-            foreach (var t in tensors) Assert.That(engine.At(layout[t.Name], t.ByteLength).ToArray(), Is.EqualTo(want[t.Name]), t.Name);
+            var want = TestModels.Plain(m.Tensors);
+            foreach (var t in m.Tensors) Assert.That(engine.At(layout[t.Name], t.ByteLength).ToArray(), Is.EqualTo(want[t.Name]), t.Name);
         }
         Assert.That(ring.Buffer.IsClosed, Is.False, "a caller's ring is not freed by the load");
 
-        var (path2, _, master2, signer2) = Model(new TempDir(), 2, 8192);
-        using var _m2 = master2;
-        using var _s2 = signer2;
-        using var r2 = CryptoTensorsReader.Open(path2, TestModels.Keys(master2, signer2));
+        using var m2 = new SampleModel(2, 8192);
+        using var r2 = m2.Open();
         using var engine2 = new FakeCopyEngine(Math.Max(1, r2.Tensors.Sum(t => t.ByteLength + 512)));
         Assert.Throws<ArgumentException>(() => DeviceLoader.LoadInto(r2, t => FakeCopyEngine.BaseAddress, engine2, new DeviceLoadOptions { Ring = ring }));
     }
@@ -134,24 +143,21 @@ public class DeviceLoaderTests
     [TestCase(1)]
     public void ATamperedChunkClearsEveryDestinationAndNamesTheTensor(int version)
     {
-        using var tmp = new TempDir();
-        var (path, _, master, signer) = Model(tmp, version, 4096);
-        using var _m = master;
-        using var _s = signer;
+        using var m = new SampleModel(version, 4096);
         long bigOffset;
-        using (var r0 = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer)))
+        using (var r0 = m.Open())
         {
             r0.Header.TryGetTensor("big", out var info);
             bigOffset = r0.Header.DataStart + (long)info.Begin;
         }
-        using (var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
+        using (var f = new FileStream(m.Path, FileMode.Open, FileAccess.ReadWrite))
         {
             f.Position = bigOffset + 9000;
             var b = f.ReadByte();
             f.Position = bigOffset + 9000;
             f.WriteByte((byte)(b ^ 1));
         }
-        using var r = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        using var r = m.Open();
         var layout = Layout(r, out var size);
         using var engine = new FakeCopyEngine(size);
         engine.Memory.Fill(0xAA);
@@ -166,11 +172,8 @@ public class DeviceLoaderTests
     [Test]
     public void AFileThatShrinksIsAnErrorAndCancellationClearsToo()
     {
-        using var tmp = new TempDir();
-        var (path, _, master, signer) = Model(tmp, 2, 4096);
-        using var _m = master;
-        using var _s = signer;
-        using var r = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        using var m = new SampleModel(2, 4096);
+        using var r = m.Open();
         var layout = Layout(r, out var size);
         using (var engine = new FakeCopyEngine(size))
         {
@@ -180,7 +183,7 @@ public class DeviceLoaderTests
             Assert.Catch<OperationCanceledException>(() => DeviceLoader.LoadInto(r, t => layout[t.Name], engine, cancellationToken: cts.Token));
             foreach (var t in r.Tensors) Assert.That(engine.At(layout[t.Name], t.ByteLength).ToArray(), Is.All.EqualTo(0), t.Name);
         }
-        using (var f = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite)) f.SetLength(r.Header.DataStart + 10);
+        using (var f = new FileStream(m.Path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite)) f.SetLength(r.Header.DataStart + 10);
         using (var engine = new FakeCopyEngine(size))
         {
             var ex = Assert.Throws<MalformedFileException>(() => DeviceLoader.LoadInto(r, t => layout[t.Name], engine));
@@ -192,16 +195,13 @@ public class DeviceLoaderTests
     [Test]
     public void ASubsetLoadsOnlyWhatWasAsked()
     {
-        using var tmp = new TempDir();
-        var (path, tensors, master, signer) = Model(tmp, 2, 4096);
-        using var _m = master;
-        using var _s = signer;
-        using var r = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        using var m = new SampleModel(2, 4096);
+        using var r = m.Open();
         var layout = Layout(r, out var size);
         using var engine = new FakeCopyEngine(size);
         engine.Memory.Fill(0xAA);
         DeviceLoader.LoadInto(r, t => layout[t.Name], engine, new DeviceLoadOptions { Tensors = ["big", "lora.7"] });
-        var want = TestModels.Plain(tensors);
+        var want = TestModels.Plain(m.Tensors);
         Assert.That(engine.At(layout["big"], 100_003).ToArray(), Is.EqualTo(want["big"]));
         Assert.That(engine.At(layout["lora.8"], r.GetTensor("lora.8").ByteLength).ToArray(), Is.All.EqualTo(0xAA));
         var notFound = Assert.Throws<MalformedFileException>(() => DeviceLoader.LoadInto(r, t => layout[t.Name], engine, new DeviceLoadOptions { Tensors = ["nope"] }));
@@ -211,16 +211,13 @@ public class DeviceLoaderTests
     [Test]
     public unsafe void ReadIntoHostMemoryDecryptsOneTensorInPlace()
     {
-        using var tmp = new TempDir();
-        var (path, tensors, master, signer) = Model(tmp, 2, 4096);
-        using var _m = master;
-        using var _s = signer;
-        using var r = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        using var m = new SampleModel(2, 4096);
+        using var r = m.Open();
         var dest = GC.AllocateArray<byte>(100_003, pinned: true);
         fixed (byte* p = dest)
         {
             r.ReadInto("big", (IntPtr)p, dest.Length);
-            Assert.That(dest, Is.EqualTo(TestModels.Plain(tensors)["big"]));
+            Assert.That(dest, Is.EqualTo(TestModels.Plain(m.Tensors)["big"]));
             var ptr = (IntPtr)p;
             var ex = Assert.Catch<CryptoTensorsException>(() => r.ReadInto("big", ptr, dest.Length - 1));
             Assert.That(ex!.Code, Is.EqualTo(ErrorCode.DestinationSize));
