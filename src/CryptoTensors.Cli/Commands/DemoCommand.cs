@@ -66,7 +66,7 @@ internal static unsafe class DemoCommand
             Row(io, "load plain", plainLoad, bytes);
             Row(io, "load encrypted (v2)", encLoad, bytes);
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"encrypted / plain load time: {encLoad / plainLoad:F2}x"));
-            io.Out.WriteLine($"(file in page cache, destination memory already touched, best of {repeat}; open + every tensor, parallel loader, {readPath}; BCL AesGcm)");
+            io.Out.WriteLine($"(file in page cache, destination memory already touched, best of {repeat}; open + every tensor, parallel loader, {readPath}; AES-GCM backend {Gpu.Crypto.AeadBackends.ActiveName()})");
             return 0;
         }
         finally
