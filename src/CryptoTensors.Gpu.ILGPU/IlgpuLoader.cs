@@ -18,7 +18,7 @@ public static class IlgpuLoader
         ArgumentNullException.ThrowIfNull(accelerator);
         ArgumentNullException.ThrowIfNull(reader);
         options ??= new DeviceLoadOptions();
-        var tensors = options.Tensors is null ? reader.Tensors.ToList() : options.Tensors.Distinct(StringComparer.Ordinal).Select(reader.GetTensor).ToList();
+        var tensors = Loading.LoadWorkPlan.Select(reader, options.Tensors);
         var buffers = new List<MemoryBuffer1D<byte, Stride1D.Dense>>(tensors.Count);
         try
         {

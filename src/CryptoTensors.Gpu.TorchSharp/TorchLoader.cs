@@ -36,7 +36,7 @@ public static class TorchLoader
         ArgumentNullException.ThrowIfNull(device);
         TorchRuntime.EnsureInitialized();
         options ??= new DeviceLoadOptions();
-        var selected = options.Tensors is null ? reader.Tensors.ToList() : options.Tensors.Distinct(StringComparer.Ordinal).Select(reader.GetTensor).ToList();
+        var selected = LoadWorkPlan.Select(reader, options.Tensors);
         foreach (var t in selected) ScalarTypeOf(t.Dtype, t.Name);
         var result = new Dictionary<string, Tensor>(selected.Count, StringComparer.Ordinal);
         try

@@ -22,8 +22,6 @@ public static unsafe class DeviceLoader
     /// <summary>Alignment of tensors in a <see cref="DeviceModel"/>.</summary>
     public const int Alignment = 256;
 
-    private sealed record Target(TensorDescriptor Tensor, long FileOffset, ulong Destination, EncryptionEntry? Entry, int DekOffset);
-
     /// <summary>
     /// Loads the selected tensors into one allocation on <paramref name="device"/>, tensors at 256-byte-aligned
     /// offsets, through a <see cref="CudaCopyEngine"/>.
@@ -31,14 +29,8 @@ public static unsafe class DeviceLoader
     public static DeviceModel Load(CryptoTensorsReader reader, CudaDevice device, DeviceLoadOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new DeviceLoadOptions();
-        var tensors = Select(reader, options);
-        var layout = new Dictionary<string, (long Offset, long Length)>(tensors.Count, StringComparer.Ordinal);
-        long size = 0;
-        foreach (var t in tensors)
-        {
-            layout[t.Name] = (size, t.ByteLength);
-            size = checked(size + (t.ByteLength + Alignment - 1) / Alignment * Alignment);
-        }
+        var tensors = LoadWorkPlan.Select(reader, options.Tensors);
+        var layout = LoadWorkPlan.AlignedLayout(tensors, Alignment, out var size);
         var buffer = device.Allocate(size);
         try
         {
@@ -68,13 +60,7 @@ public static unsafe class DeviceLoader
         var chunkSize = reader.CryptoKeys?.ChunkSize;
         var workers = Math.Max(1, options.MaxDegreeOfParallelism);
 
-        var targets = new List<Target>();
-        foreach (var t in Select(reader, options))
-        {
-            reader.Header.TryGetTensor(t.Name, out var info);
-            var crypto = reader.CryptoOf(t.Name);
-            targets.Add(new Target(t, reader.Header.DataStart + (long)info.Begin, destinationOf(t), crypto?.Entry, crypto?.DekOffset ?? -1));
-        }
+        var targets = LoadWorkPlan.Select(reader, options.Tensors).Select(t => LoadWorkPlan.Target(reader, t, destinationOf(t))).ToList();
 
         var ring = options.Ring;
         var ownsRing = ring is null;
@@ -87,7 +73,7 @@ public static unsafe class DeviceLoader
         }
 
         // Work items: v2 chunks, whole v1 tensors, plain blocks of one slot.
-        var (items, remaining) = LoadWorkPlan.Build(targets.Select(t => (t.Tensor.ByteLength, t.Entry is not null)).ToList(), chunkSize, (int)Math.Min(slotBytes, int.MaxValue));
+        var (items, remaining) = LoadWorkPlan.Build(targets, chunkSize, (int)Math.Min(slotBytes, int.MaxValue));
         var oversize = chunkSize is null ? targets.Where(t => t.Entry is not null && t.Tensor.ByteLength > slotBytes).Select(t => t.Tensor.ByteLength).DefaultIfEmpty(0).Max() : 0;
         // A ring of its own is never larger than the load needs.
         ring ??= StagingRing.Allocate(Math.Clamp(items.Count, 1, options.Slots > 0 ? options.Slots : Math.Max(4, 4 * workers)), slotBytes,
@@ -101,10 +87,7 @@ public static unsafe class DeviceLoader
         var attached = false;
         try
         {
-            foreach (var t in targets)
-            {
-                if (t.Entry is not null) CryptoTensorsReader.ValidateEntry(t.Tensor.Name, t.Entry, t.Tensor.ByteLength, chunkSize);
-            }
+            LoadWorkPlan.Validate(targets, chunkSize);
             engine.Attach(ring);
             attached = true;
             var parallel = new ParallelOptions { MaxDegreeOfParallelism = workers, CancellationToken = cancellationToken };
@@ -153,11 +136,8 @@ public static unsafe class DeviceLoader
         }
     }
 
-    private static List<TensorDescriptor> Select(CryptoTensorsReader reader, DeviceLoadOptions options)
-        => options.Tensors is null ? reader.Tensors.ToList() : options.Tensors.Distinct(StringComparer.Ordinal).Select(reader.GetTensor).ToList();
-
     /// <summary>One work item through one slot: read, decrypt in place, queue the copy.</summary>
-    private static void Process(CryptoTensorsReader reader, StagingRing ring, IDeviceCopyEngine engine, Target t, LoadWorkItem item,
+    private static void Process(CryptoTensorsReader reader, StagingRing ring, IDeviceCopyEngine engine, LoadTarget<ulong> t, LoadWorkItem item,
         DataKeyCipherCache ciphers, CancellationToken cancellationToken)
     {
         if (item.Length == 0) return;
@@ -166,8 +146,7 @@ public static unsafe class DeviceLoader
         {
             engine.WaitForSlot(slot);
             var staged = ring.Slot(slot, item.Length);
-            if (CryptoTensorsReader.ReadExactly(reader.FileHandle, staged, t.FileOffset + item.Offset) != item.Length)
-                throw Errors.Create(ErrorCode.IncompleteBuffer, "the file ended early: it was truncated or changed while being read", tensor: t.Tensor.Name);
+            reader.ReadAt(staged, t.FileOffset + item.Offset, t.Tensor.Name);
             if (t.Entry is { } e)
             {
                 var cipher = ciphers.For(t.DekOffset);
@@ -183,7 +162,7 @@ public static unsafe class DeviceLoader
     }
 
     /// <summary>A v1 tensor larger than a slot: authenticated whole in a temporary buffer, then moved through the ring.</summary>
-    private static void ProcessOversize(CryptoTensorsReader reader, StagingRing ring, IDeviceCopyEngine engine, Target t, LoadWorkItem item,
+    private static void ProcessOversize(CryptoTensorsReader reader, StagingRing ring, IDeviceCopyEngine engine, LoadTarget<ulong> t, LoadWorkItem item,
         DataKeyCipherCache ciphers, CancellationToken cancellationToken)
     {
         var length = item.Length;
@@ -191,8 +170,7 @@ public static unsafe class DeviceLoader
         try
         {
             var whole = new Span<byte>(temp, length);
-            if (CryptoTensorsReader.ReadExactly(reader.FileHandle, whole, t.FileOffset) != length)
-                throw Errors.Create(ErrorCode.IncompleteBuffer, "the file ended early: it was truncated or changed while being read", tensor: t.Tensor.Name);
+            reader.ReadAt(whole, t.FileOffset, t.Tensor.Name);
             CryptoTensorsReader.DecryptWhole(t.Tensor.Name, ciphers.For(t.DekOffset), t.Entry!, whole, whole);
             for (long o = 0; o < length; o += ring.SlotBytes)
             {

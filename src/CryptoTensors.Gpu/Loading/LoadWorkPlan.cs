@@ -3,25 +3,62 @@ using CryptoTensors.Gpu.Reading;
 
 namespace CryptoTensors.Gpu.Loading;
 
+/// <summary>A tensor to load: where its bytes start in the file, where they go, and its crypto state (null entry: plain).</summary>
+internal sealed record LoadTarget<TDestination>(TensorDescriptor Tensor, long FileOffset, TDestination Destination, EncryptionEntry? Entry, int DekOffset);
+
 /// <summary>One unit of a parallel load: a v2 chunk (<see cref="Chunk"/> ≥ 0), a whole v1 tensor, or a block of a plain one.</summary>
 internal readonly record struct LoadWorkItem(int Tensor, long Offset, int Length, long Chunk);
 
 /// <summary>How the host and device loaders split tensors into work items, so one scheduler covers them all.</summary>
 internal static class LoadWorkPlan
 {
+    /// <summary>The tensors named in <paramref name="names"/> (each once, in order), or every tensor when null.</summary>
+    public static List<TensorDescriptor> Select(CryptoTensorsReader reader, IReadOnlyCollection<string>? names)
+        => names is null ? reader.Tensors.ToList() : names.Distinct(StringComparer.Ordinal).Select(reader.GetTensor).ToList();
+
+    /// <summary>Offsets of <paramref name="tensors"/> packed one after another, each starting on an <paramref name="alignment"/> boundary.</summary>
+    public static Dictionary<string, (long Offset, long Length)> AlignedLayout(IReadOnlyList<TensorDescriptor> tensors, int alignment, out long size)
+    {
+        var layout = new Dictionary<string, (long Offset, long Length)>(tensors.Count, StringComparer.Ordinal);
+        size = 0;
+        foreach (var t in tensors)
+        {
+            layout[t.Name] = (size, t.ByteLength);
+            size = checked(size + (t.ByteLength + alignment - 1) / alignment * alignment);
+        }
+        return layout;
+    }
+
+    /// <summary>The load target of <paramref name="tensor"/> going to <paramref name="destination"/>.</summary>
+    public static LoadTarget<T> Target<T>(CryptoTensorsReader reader, TensorDescriptor tensor, T destination)
+    {
+        reader.Header.TryGetTensor(tensor.Name, out var info);
+        var crypto = reader.CryptoOf(tensor.Name);
+        return new LoadTarget<T>(tensor, reader.Header.DataStart + (long)info.Begin, destination, crypto?.Entry, crypto?.DekOffset ?? -1);
+    }
+
+    /// <summary>Checks every encrypted target's nonce/tag fields (the reader's rules) before any chunk is decrypted.</summary>
+    public static void Validate<T>(IEnumerable<LoadTarget<T>> targets, long? chunkSize)
+    {
+        foreach (var t in targets)
+        {
+            if (t.Entry is not null) CryptoTensorsReader.ValidateEntry(t.Tensor.Name, t.Entry, t.Tensor.ByteLength, chunkSize);
+        }
+    }
+
     /// <summary>
-    /// The work items of <paramref name="tensors"/> (byte length, encrypted?) in order, and how many each tensor has:
-    /// encrypted tensors by <paramref name="chunkSize"/> (whole when null: v1), plain ones in
-    /// <paramref name="plainBlock"/>-byte blocks.
+    /// The work items of <paramref name="targets"/> in order, and how many each target has: encrypted tensors by
+    /// <paramref name="chunkSize"/> (whole when null: v1), plain ones in <paramref name="plainBlock"/>-byte blocks.
     /// </summary>
-    public static (List<LoadWorkItem> Items, int[] PerTensor) Build(IReadOnlyList<(long Length, bool Encrypted)> tensors, long? chunkSize, int plainBlock)
+    public static (List<LoadWorkItem> Items, int[] PerTensor) Build<T>(IReadOnlyList<LoadTarget<T>> targets, long? chunkSize, int plainBlock)
     {
         var items = new List<LoadWorkItem>();
-        var perTensor = new int[tensors.Count];
-        for (var i = 0; i < tensors.Count; i++)
+        var perTensor = new int[targets.Count];
+        for (var i = 0; i < targets.Count; i++)
         {
             var before = items.Count;
-            var (len, encrypted) = tensors[i];
+            var len = targets[i].Tensor.ByteLength;
+            var encrypted = targets[i].Entry is not null;
             if (encrypted && chunkSize is { } cs)
             {
                 var chunks = ChunkNonce.Count(len, cs);

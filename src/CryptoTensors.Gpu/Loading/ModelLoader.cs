@@ -21,21 +21,12 @@ public readonly record struct TensorDestination(IntPtr Pointer, long Length);
 /// </summary>
 public static unsafe class ModelLoader
 {
-    private sealed record Target(TensorDescriptor Tensor, long FileOffset, TensorDestination Destination,
-        EncryptionEntry? Entry, int DekOffset);
-
     /// <summary>Loads the selected tensors into one page-locked buffer (from <paramref name="pool"/> when given), tensors 256-byte aligned.</summary>
     public static LoadedModel Load(CryptoTensorsReader reader, PinnedMemoryPool? pool = null, LoadOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new LoadOptions();
-        var tensors = Select(reader, options);
-        var layout = new Dictionary<string, (long Offset, long Length)>(tensors.Count, StringComparer.Ordinal);
-        long size = 0;
-        foreach (var t in tensors)
-        {
-            layout[t.Name] = (size, t.ByteLength);
-            size = checked(size + (t.ByteLength + 255) / 256 * 256);
-        }
+        var tensors = LoadWorkPlan.Select(reader, options.Tensors);
+        var layout = LoadWorkPlan.AlignedLayout(tensors, 256, out var size);
         var buffer = pool is not null ? pool.Acquire(Math.Max(size, 1))
             : PinnedHostBuffer.NativeShimAvailable ? PinnedHostBuffer.Allocate(Math.Max(size, 1))
             : PinnedHostBuffer.AllocateManaged(Math.Max(size, 1));
@@ -58,18 +49,16 @@ public static unsafe class ModelLoader
     {
         options ??= new LoadOptions();
         var chunkSize = reader.CryptoKeys?.ChunkSize;
-        var targets = new List<Target>();
-        foreach (var t in Select(reader, options))
+        var targets = new List<LoadTarget<TensorDestination>>();
+        foreach (var t in LoadWorkPlan.Select(reader, options.Tensors))
         {
             var d = destinationOf(t);
             if (d.Length != t.ByteLength)
                 throw Errors.Create(ErrorCode.DestinationSize, $"destination is {d.Length} bytes, tensor is {t.ByteLength}", tensor: t.Name);
-            reader.Header.TryGetTensor(t.Name, out var info);
-            var crypto = reader.CryptoOf(t.Name);
-            targets.Add(new Target(t, reader.Header.DataStart + (long)info.Begin, d, crypto?.Entry, crypto?.DekOffset ?? -1));
+            targets.Add(LoadWorkPlan.Target(reader, t, d));
         }
 
-        var (items, remaining) = LoadWorkPlan.Build(targets.Select(t => (t.Tensor.ByteLength, t.Entry is not null)).ToList(), chunkSize, options.PlainBlockSize);
+        var (items, remaining) = LoadWorkPlan.Build(targets, chunkSize, options.PlainBlockSize);
 
         var total = targets.Sum(t => t.Tensor.ByteLength);
         long bytesDone = 0;
@@ -81,10 +70,7 @@ public static unsafe class ModelLoader
         byte* mapped = null;
         try
         {
-            foreach (var t in targets)
-            {
-                if (t.Entry is not null) CryptoTensorsReader.ValidateEntry(t.Tensor.Name, t.Entry, t.Tensor.ByteLength, chunkSize);
-            }
+            LoadWorkPlan.Validate(targets, chunkSize);
             if (options.ReadPath == ReadPath.MemoryMapped && reader.FileLength > 0)
             {
                 map = MemoryMappedFile.CreateFromFile(reader.FileHandle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
@@ -136,13 +122,7 @@ public static unsafe class ModelLoader
             new Span<byte>((void*)(d.Pointer + (nint)o), (int)Math.Min(int.MaxValue, d.Length - o)).Clear();
     }
 
-    private static List<TensorDescriptor> Select(CryptoTensorsReader reader, LoadOptions options)
-    {
-        if (options.Tensors is null) return reader.Tensors.ToList();
-        return options.Tensors.Distinct(StringComparer.Ordinal).Select(reader.GetTensor).ToList();
-    }
-
-    private static void Process(CryptoTensorsReader reader, Target t, LoadWorkItem item, WorkerState state, byte* mapped)
+    private static void Process(CryptoTensorsReader reader, LoadTarget<TensorDestination> t, LoadWorkItem item, WorkerState state, byte* mapped)
     {
         var dest = new Span<byte>((void*)(t.Destination.Pointer + (nint)item.Offset), item.Length);
         var fileOffset = t.FileOffset + item.Offset;
@@ -157,8 +137,7 @@ public static unsafe class ModelLoader
             // Encrypted chunks go through a per-worker staging buffer that stays in cache, so the destination is
             // written once (by the decryption) instead of twice (read copy, then in-place decryption).
             var staged = t.Entry is not null && item.Length <= WorkerState.MaxStaging ? state.Staging(item.Length) : dest;
-            if (CryptoTensorsReader.ReadExactly(reader.FileHandle, staged, fileOffset) != item.Length)
-                throw Errors.Create(ErrorCode.IncompleteBuffer, "the file ended early: it was truncated or changed while being read", tensor: t.Tensor.Name);
+            reader.ReadAt(staged, fileOffset, t.Tensor.Name);
             input = staged;
         }
         if (t.Entry is not { } e) return;

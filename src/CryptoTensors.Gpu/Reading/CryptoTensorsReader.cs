@@ -242,7 +242,7 @@ public sealed class CryptoTensorsReader : IDisposable
             throw Errors.Create(ErrorCode.DestinationSize, $"destination is {destination.Length} bytes, tensor is {t.ByteLength}", tensor: name);
         try
         {
-            if (ReadExactly(_file, destination, Header.DataStart + (long)t.Begin) != destination.Length) throw FileChanged(name);
+            ReadAt(destination, Header.DataStart + (long)t.Begin, name);
             if (_crypto.TryGetValue(name, out var c)) DecryptInPlace(name, c, destination);
         }
         catch
@@ -325,7 +325,7 @@ public sealed class CryptoTensorsReader : IDisposable
         {
             if (!_crypto.TryGetValue(name, out var c))
             {
-                if (ReadExactly(_file, destination, fileStart + offset) != destination.Length) throw FileChanged(name);
+                ReadAt(destination, fileStart + offset, name);
                 return;
             }
             ValidateEntry(name, c.Entry, t.ByteLength, CryptoKeys!.ChunkSize);
@@ -359,7 +359,7 @@ public sealed class CryptoTensorsReader : IDisposable
                     Span<byte> target;
                     if (inside) target = destination.Slice((int)(chunkStart - offset), chunkLen);
                     else target = (scratch ??= GC.AllocateUninitializedArray<byte>((int)cs, pinned: true)).AsSpan(0, chunkLen);
-                    if (ReadExactly(_file, target, fileStart + chunkStart) != chunkLen) throw FileChanged(name);
+                    ReadAt(target, fileStart + chunkStart, name);
                     DecryptChunk(name, cipher, c.Entry, target, i);
                     if (!inside)
                     {
@@ -528,6 +528,12 @@ public sealed class CryptoTensorsReader : IDisposable
             done += n;
         }
         return done;
+    }
+
+    /// <summary>Fills <paramref name="buffer"/> from <paramref name="offset"/>; a short read (the file shrank) is <see cref="ErrorCode.IncompleteBuffer"/> naming <paramref name="tensor"/>.</summary>
+    internal void ReadAt(Span<byte> buffer, long offset, string tensor)
+    {
+        if (ReadExactly(_file, buffer, offset) != buffer.Length) throw FileChanged(tensor);
     }
 
     private static CryptoTensorsException FileChanged(string? tensor = null)
