@@ -65,12 +65,8 @@ public static unsafe class DeviceLoader
         var ring = options.Ring;
         var ownsRing = ring is null;
         var slotBytes = ring?.SlotBytes ?? (Math.Max(options.SlotBytes > 0 ? options.SlotBytes : 2 << 20, chunkSize ?? 0) + 4095) / 4096 * 4096;
-        if (ring is not null)
-        {
-            ring.EnsureIdle();
-            if (chunkSize is { } rcs && rcs > ring.SlotBytes)
-                throw new ArgumentException($"the ring's slots ({ring.SlotBytes} bytes) are smaller than the file's chunk size ({rcs})", nameof(options));
-        }
+        if (ring is not null && chunkSize is { } rcs && rcs > ring.SlotBytes)
+            throw new ArgumentException($"the ring's slots ({ring.SlotBytes} bytes) are smaller than the file's chunk size ({rcs})", nameof(options));
 
         // Work items: v2 chunks, whole v1 tensors, plain blocks of one slot.
         var (items, remaining) = LoadWorkPlan.Build(targets, chunkSize, (int)Math.Min(slotBytes, int.MaxValue));
@@ -78,6 +74,7 @@ public static unsafe class DeviceLoader
         // A ring of its own is never larger than the load needs.
         ring ??= StagingRing.Allocate(Math.Clamp(items.Count, 1, options.Slots > 0 ? options.Slots : Math.Max(4, 4 * workers)), slotBytes,
             cudaRegister: engine is CudaCopyEngine);
+        ring.BeginLoad();
         var stats = new StagingStatistics(ring.Length, ring.SlotCount, ring.SlotBytes, oversize);
 
         var total = targets.Sum(t => t.Tensor.ByteLength);
@@ -132,6 +129,7 @@ public static unsafe class DeviceLoader
         finally
         {
             if (attached) engine.Detach();
+            ring.EndLoad();
             if (ownsRing) ring.Dispose();
         }
     }

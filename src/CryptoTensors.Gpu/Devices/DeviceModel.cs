@@ -51,23 +51,8 @@ public sealed class DeviceModel : IDisposable
     public IntPtr ToDLPack(string name, bool readOnly = false)
     {
         var tensor = Tensors.FirstOrDefault(t => t.Name == name) ?? throw Errors.Create(ErrorCode.TensorNotFound, "tensor not loaded", tensor: name);
-        var shape = new long[tensor.Shape.Count];
-        for (var i = 0; i < shape.Length; i++)
-        {
-            shape[i] = tensor.Shape[i] <= long.MaxValue ? (long)tensor.Shape[i]
-                : throw Errors.Create(ErrorCode.ValidationOverflow, $"extent {tensor.Shape[i]} does not fit DLPack's int64_t", tensor: name);
-        }
-        var lease = new Loading.Native.SafeHandleLease(Buffer);
-        try
-        {
-            var data = unchecked((IntPtr)(nint)DevicePointerOf(name));
-            return Interop.DLPack.DLPackExporter.ExportNamed(data, Interop.DLPack.DLDevice.Cuda(Buffer.Device.Ordinal), tensor.Dtype, shape, readOnly, lease, name);
-        }
-        catch
-        {
-            lease.Dispose();
-            throw;
-        }
+        return Interop.DLPack.DLPackExporter.ExportTensor(tensor, Buffer, () => unchecked((IntPtr)(nint)DevicePointerOf(name)),
+            Interop.DLPack.DLDevice.Cuda(Buffer.Device.Ordinal), readOnly);
     }
 
     private (long Offset, long Length) Layout(string name)

@@ -33,25 +33,9 @@ public sealed partial class LoadedModel
     {
         var tensor = DescriptorOf(name);
         var offset = OffsetOf(name);
-        var shape = new long[tensor.Shape.Count];
-        for (var i = 0; i < shape.Length; i++)
-        {
-            shape[i] = tensor.Shape[i] <= long.MaxValue ? (long)tensor.Shape[i]
-                : throw Errors.Create(ErrorCode.ValidationOverflow, $"extent {tensor.Shape[i]} does not fit DLPack's int64_t", tensor: name);
-        }
-
-        var lease = new SafeHandleLease(Buffer);
-        try
-        {
-            var data = Buffer.Pointer + (nint)offset; // throws once the model is disposed, even while other exports hold it
-            var device = cudaHostWhenRegistered && Buffer.IsCudaRegistered ? DLDevice.CudaHost : DLDevice.Cpu;
-            return DLPackExporter.ExportNamed(data, device, tensor.Dtype, shape, readOnly, lease, name);
-        }
-        catch
-        {
-            lease.Dispose();
-            throw;
-        }
+        // Buffer.Pointer throws once the model is disposed, even while other exports hold the buffer.
+        return DLPackExporter.ExportTensor(tensor, Buffer, () => Buffer.Pointer + (nint)offset,
+            cudaHostWhenRegistered && Buffer.IsCudaRegistered ? DLDevice.CudaHost : DLDevice.Cpu, readOnly);
     }
 
     /// <summary>The descriptor of a loaded tensor.</summary>

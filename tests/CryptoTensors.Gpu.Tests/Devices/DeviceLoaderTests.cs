@@ -133,6 +133,20 @@ public class DeviceLoaderTests
         }
         Assert.That(ring.Buffer.IsClosed, Is.False, "a caller's ring is not freed by the load");
 
+        // One load at a time per ring: a second load while the first holds it is refused, and the first goes on.
+        using (var first = new FakeCopyEngine(size))
+        {
+            InvalidOperationException? concurrent = null;
+            first.OnAttach = () =>
+            {
+                using var second = new FakeCopyEngine(size);
+                concurrent = Assert.Throws<InvalidOperationException>(() => DeviceLoader.LoadInto(r, t => layout[t.Name], second, new DeviceLoadOptions { Ring = ring }));
+            };
+            DeviceLoader.LoadInto(r, t => layout[t.Name], first, new DeviceLoadOptions { Ring = ring });
+            Assert.That(concurrent?.Message, Does.Contain("in use by another load"));
+            Assert.That(first.At(layout["big"], 100_003).ToArray(), Is.EqualTo(TestModels.Plain(m.Tensors)["big"]));
+        }
+
         using var m2 = new SampleModel(2, 8192);
         using var r2 = m2.Open();
         using var engine2 = new FakeCopyEngine(Math.Max(1, r2.Tensors.Sum(t => t.ByteLength + 512)));

@@ -39,8 +39,12 @@ internal sealed unsafe class FakeCopyEngine : IDeviceCopyEngine, IDisposable
 
     public Span<byte> At(ulong address, long length) => _memory.AsSpan(checked((int)(address - BaseAddress)), checked((int)length));
 
+    /// <summary>Runs inside <see cref="Attach"/>, while the load holds its ring.</summary>
+    public Action? OnAttach { get; set; }
+
     public void Attach(StagingRing ring)
     {
+        OnAttach?.Invoke();
         if (_ring is not null) Violations.Add("attached twice");
         _ring = ring;
         Attaches++;

@@ -15,7 +15,6 @@ public sealed unsafe class CudaCopyEngine : IDeviceCopyEngine, IDisposable
     private readonly CudaStream[] _streams;
     private readonly bool _ownsStreams;
     private CudaEvent[] _events = [];
-    private bool[] _recorded = [];
     private StagingRing? _ring;
     private void* _registered;
 
@@ -63,7 +62,6 @@ public sealed unsafe class CudaCopyEngine : IDeviceCopyEngine, IDisposable
         }
         _ring = ring;
         _events = new CudaEvent[ring.SlotCount];
-        _recorded = new bool[ring.SlotCount];
         for (var i = 0; i < _events.Length; i++) _events[i] = CudaEvent.Create(_device);
     }
 
@@ -76,14 +74,11 @@ public sealed unsafe class CudaCopyEngine : IDeviceCopyEngine, IDisposable
         var stream = _streams[slot % _streams.Length];
         Check(Driver.cuMemcpyHtoDAsync(destination, (void*)_ring!.SlotPointer(slot), (nuint)length, stream.Pointer), "cuMemcpyHtoDAsync_v2");
         _events[slot].Record(stream);
-        _recorded[slot] = true;
     }
 
     /// <inheritdoc />
-    public void WaitForSlot(int slot)
-    {
-        if (_recorded[slot]) _events[slot].Synchronize();
-    }
+    /// <remarks><c>cuEventSynchronize</c> returns at once for an event never recorded (a slot not used yet).</remarks>
+    public void WaitForSlot(int slot) => _events[slot].Synchronize();
 
     /// <inheritdoc />
     public void Synchronize()
@@ -104,7 +99,6 @@ public sealed unsafe class CudaCopyEngine : IDeviceCopyEngine, IDisposable
     {
         foreach (var e in _events) e.Dispose();
         _events = [];
-        _recorded = [];
         if (_registered is not null)
         {
             _device.MakeCurrent();

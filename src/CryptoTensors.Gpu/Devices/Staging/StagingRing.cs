@@ -6,13 +6,13 @@ namespace CryptoTensors.Gpu.Devices.Staging;
 /// A bounded ring of equally sized slots of page-locked host memory (from the native shim, CUDA-registered when
 /// the driver is present) through which a device load moves every byte: host memory of a load is the ring's size
 /// whatever the model's. Create one and pass it in <see cref="DeviceLoadOptions.Ring"/> to reuse its touched,
-/// registered pages across loads; one load at a time per ring.
+/// registered pages across loads; one load at a time per ring (a second concurrent load is refused).
 /// </summary>
 public sealed class StagingRing : IDisposable
 {
     private readonly Queue<int> _free = new();
     private readonly SemaphoreSlim _available;
-    private int _inUse;
+    private int _loading;
 
     private StagingRing(PinnedHostBuffer buffer, int slots, long slotBytes)
     {
@@ -66,28 +66,23 @@ public sealed class StagingRing : IDisposable
     internal int Acquire(CancellationToken cancellationToken)
     {
         _available.Wait(cancellationToken);
-        lock (_free)
-        {
-            _inUse++;
-            return _free.Dequeue();
-        }
+        lock (_free) return _free.Dequeue();
     }
 
     internal void Return(int slot)
     {
-        lock (_free)
-        {
-            _inUse--;
-            _free.Enqueue(slot);
-        }
+        lock (_free) _free.Enqueue(slot);
         _available.Release();
     }
 
-    internal void EnsureIdle()
+    /// <summary>Claims the ring for one load; throws when another load holds it.</summary>
+    internal void BeginLoad()
     {
-        lock (_free)
-            if (_inUse != 0) throw new InvalidOperationException("the staging ring is in use by another load");
+        if (Interlocked.CompareExchange(ref _loading, 1, 0) != 0)
+            throw new InvalidOperationException("the staging ring is in use by another load");
     }
+
+    internal void EndLoad() => Volatile.Write(ref _loading, 0);
 
     /// <summary>Frees the ring's memory.</summary>
     public void Dispose()

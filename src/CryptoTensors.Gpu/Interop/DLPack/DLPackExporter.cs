@@ -2,6 +2,8 @@ using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using CryptoTensors.Gpu.Format;
+using CryptoTensors.Gpu.Loading.Native;
+using CryptoTensors.Gpu.Reading;
 
 namespace CryptoTensors.Gpu.Interop.DLPack;
 
@@ -57,6 +59,31 @@ public static unsafe class DLPackExporter
     {
         var managed = (DLManagedTensorVersioned*)managedTensor;
         if (managed is not null && managed->Deleter is not null) managed->Deleter(managed);
+    }
+
+    /// <summary>
+    /// Exports a loaded tensor held in <paramref name="memory"/>: the export holds a lease on that handle (the memory
+    /// outlives its owner's dispose until the deleter runs). <paramref name="address"/> is read after the lease is
+    /// taken, so a disposed owner refuses the export.
+    /// </summary>
+    internal static IntPtr ExportTensor(TensorDescriptor tensor, SafeHandle memory, Func<IntPtr> address, DLDevice device, bool readOnly)
+    {
+        var shape = new long[tensor.Shape.Count];
+        for (var i = 0; i < shape.Length; i++)
+        {
+            shape[i] = tensor.Shape[i] <= long.MaxValue ? (long)tensor.Shape[i]
+                : throw Errors.Create(ErrorCode.ValidationOverflow, $"extent {tensor.Shape[i]} does not fit DLPack's int64_t", tensor: tensor.Name);
+        }
+        var lease = new SafeHandleLease(memory);
+        try
+        {
+            return ExportNamed(address(), device, tensor.Dtype, shape, readOnly, lease, tensor.Name);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
     }
 
     /// <summary><see cref="Export(IntPtr, DLDevice, Dtype, ReadOnlySpan{long}, bool, IDisposable?)"/>, naming
