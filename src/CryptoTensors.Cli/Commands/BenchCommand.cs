@@ -48,15 +48,12 @@ internal static unsafe class BenchCommand
             log.WriteLine($"workload {workload}: {tensors.Count} tensors, {bytes:N0} bytes; {cores} cores; {readPath}");
             using var master = MasterKey.Generate(kid: "bench-enc");
             using var signer = SigningKey.Generate("bench-sign");
-            string plain = Path.Combine(dir, "plain.safetensors"), v2 = Path.Combine(dir, "v2.cryptotensors"), v1 = Path.Combine(dir, "v1.cryptotensors");
+            var plain = Path.Combine(dir, "plain.safetensors");
             CryptoTensorsWriter.Write(plain, tensors, new WriterOptions());
-            var encrypt = Seconds(() =>
-            {
-                using var src = CryptoTensorsReader.Open(plain, new ReaderOptions { Keys = new() });
-                CryptoTensorsWriter.Write(v2, src.Tensors.Select(t => TensorSource.FromReader(src, t.Name)), new WriterOptions { MasterKey = master, SigningKey = signer });
-            });
-            using (var src = CryptoTensorsReader.Open(plain, new ReaderOptions { Keys = new() }))
-                CryptoTensorsWriter.Write(v1, src.Tensors.Select(t => TensorSource.FromReader(src, t.Name)), new WriterOptions { MasterKey = master, SigningKey = signer, FormatVersion = 1 });
+            var v2 = Path.Combine(dir, "v2.cryptotensors");
+            var encrypt = Seconds(() => EncryptCopy(plain, v2, new WriterOptions { MasterKey = master, SigningKey = signer }));
+            var v1 = Path.Combine(dir, "v1.cryptotensors");
+            EncryptCopy(plain, v1, new WriterOptions { MasterKey = master, SigningKey = signer, FormatVersion = 1 });
 
             var ceiling = Ceiling(log, cores);
             var keys = new ReaderOptions { MasterKey = master, VerificationKey = signer.Public, Keys = new KeyRegistry() };
@@ -119,6 +116,13 @@ internal static unsafe class BenchCommand
         {
             if (dirOption is null) Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>Writes an encrypted copy of the plain file <paramref name="plain"/> to <paramref name="output"/> (what <c>ctensors encrypt</c> does).</summary>
+    internal static void EncryptCopy(string plain, string output, WriterOptions options)
+    {
+        using var src = CryptoTensorsReader.Open(plain, new ReaderOptions { Keys = new() });
+        CryptoTensorsWriter.Write(output, src.Tensors.Select(t => TensorSource.FromReader(src, t.Name)), options);
     }
 
     internal static double Gbps(long bytes, double seconds) => Math.Round(bytes / seconds / 1e9, 3);

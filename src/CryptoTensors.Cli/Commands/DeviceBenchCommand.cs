@@ -38,8 +38,7 @@ internal static unsafe class DeviceBenchCommand
             using var signer = SigningKey.Generate("bench-sign");
             string plain = Path.Combine(dir, "plain.safetensors"), v2 = Path.Combine(dir, "v2.cryptotensors");
             CryptoTensorsWriter.Write(plain, tensors, new WriterOptions());
-            using (var src = CryptoTensorsReader.Open(plain, new ReaderOptions { Keys = new() }))
-                CryptoTensorsWriter.Write(v2, src.Tensors.Select(t => TensorSource.FromReader(src, t.Name)), new WriterOptions { MasterKey = master, SigningKey = signer });
+            BenchCommand.EncryptCopy(plain, v2, new WriterOptions { MasterKey = master, SigningKey = signer });
             var keys = new ReaderOptions { MasterKey = master, VerificationKey = signer.Public, Keys = new KeyRegistry() };
             var noKeys = new ReaderOptions { Keys = new KeyRegistry() };
 

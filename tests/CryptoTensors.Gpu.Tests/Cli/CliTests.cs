@@ -202,6 +202,27 @@ public class CliTests
         Assert.That(root.GetProperty("ceiling_gbps").GetDouble(), Is.GreaterThan(0));
     }
 
+    [TestCase("gpu1")]
+    [TestCase("cuda:x")]
+    [TestCase("cuda:-1")]
+    public void BenchRefusesADeviceThatIsNotCuda(string device)
+    {
+        var r = Ctensors("bench", "--workload", "tiny", "--device", device);
+        Assert.That(r.Code, Is.EqualTo(CliApp.UsageExitCode));
+        Assert.That(r.Err, Does.Contain($"--device must be cuda or cuda:N, not '{device}'"));
+        Assert.That(r.Out, Is.Empty);
+    }
+
+    [Test]
+    public void BenchOnAGpuSaysWhyWhenThereIsNone()
+    {
+        if (Gpu.Devices.Cuda.CudaDevice.IsAvailable(out _)) Assert.Ignore("this machine has a CUDA device: the no-device error cannot be observed here");
+        var r = Ctensors("bench", "--workload", "tiny", "--device", "cuda:0", "--json");
+        Assert.That(r.Code, Is.EqualTo(CliApp.UsageExitCode));
+        Assert.That(r.Err, Does.Match("ctensors: error: (CUDA driver not found|no CUDA device)"));
+        Assert.That(r.Out, Is.Empty, "no JSON object for a run that did not happen");
+    }
+
     [Test]
     public void WorkloadsHaveTheSizesOfTheRealModels()
     {
