@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature changes; the managed side checks it. */
-#define CTAG_ABI_VERSION 1
+#define CTAG_ABI_VERSION 2
 
 #define CTAG_OK 0
 #define CTAG_NONCE_SIZE 12
@@ -66,6 +66,24 @@ CTAG_API int ctag_seal(const ctag_key* key, const uint8_t* nonce, const uint8_t*
  */
 CTAG_API int ctag_open(const ctag_key* key, const uint8_t* nonce, const uint8_t* aad, size_t aad_len,
                        const uint8_t* in, uint8_t* out, size_t len, const uint8_t* tag);
+
+
+/*
+ * ctag_open with its arguments in one struct, for callers that run it through a one-argument trampoline such as
+ * libctshim's ct_mapping_call (decrypting straight from a file mapping whose faults must become errors).
+ */
+typedef struct ctag_open_args {
+    const ctag_key* key;
+    const uint8_t* nonce;
+    const uint8_t* aad;
+    size_t aad_len;
+    const uint8_t* in;
+    uint8_t* out;
+    size_t len;
+    const uint8_t* tag;
+} ctag_open_args;
+
+CTAG_API int ctag_open_packed(void* args);
 
 #ifdef __cplusplus
 }

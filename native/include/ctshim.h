@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a struct layout or a signature changes; the managed side checks it. */
-#define CT_ABI_VERSION 1
+#define CT_ABI_VERSION 2
 
 #define CT_OK 0
 
@@ -91,6 +91,32 @@ CT_API int ct_pool_trim(ct_pool* pool);
 CT_API int ct_pool_stats(ct_pool* pool, ct_pool_statistics* out);
 /* -EBUSY (and nothing freed) while buffers are acquired. */
 CT_API int ct_pool_destroy(ct_pool* pool);
+
+
+/*
+ * Read-only file mappings that fail, not crash, when the file shrinks (native/src/mapping.c).
+ *
+ * ct_mapping_open maps the first length bytes of fd (MAP_SHARED, PROT_READ) after checking the file still has
+ * them (-EFAULT otherwise). Touching a mapped page beyond the file's current end raises SIGBUS; the guarded calls
+ * below turn such a fault inside their source range into -EFAULT (with ct_last_error_message) on the calling
+ * thread. The SIGBUS handler is installed once and chains to the previous one for every other fault.
+ */
+typedef int (*ct_guarded_fn)(void* arg);
+
+CT_API int ct_mapping_guard_install(void);
+CT_API int ct_mapping_open(int fd, uint64_t length, const void** out);
+CT_API int ct_mapping_close(const void* address, uint64_t length);
+/*
+ * Runs fn(arg) and returns its result, or -EFAULT when it touched a page of [lo, lo + length) beyond the end of
+ * the mapped file (fn is abandoned mid-way: whatever it was writing holds partial data the caller must discard).
+ * fn must not return -EFAULT itself, must not be a guarded call, and must hold no lock or resource it would leak.
+ */
+CT_API int ct_mapping_call(const void* lo, size_t length, ct_guarded_fn fn, void* arg);
+/* memcpy from a mapping under the guard: CT_OK or -EFAULT. */
+CT_API int ct_mapping_copy(void* destination, const void* source, size_t length);
+/* madvise(MADV_DONTNEED) of the whole pages inside [address, address + length): drops them from the process's
+   resident set (the page cache keeps them). */
+CT_API int ct_mapping_release(const void* address, size_t length);
 
 #ifdef __cplusplus
 }

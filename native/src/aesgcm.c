@@ -187,3 +187,11 @@ int ctag_open(const ctag_key* key, const uint8_t* nonce, const uint8_t* aad, siz
         explicit_bzero(out, len);
     return status;
 }
+
+int ctag_open_packed(void* args)
+{
+    const ctag_open_args* a = args;
+    if (a == NULL)
+        return -EINVAL;
+    return ctag_open(a->key, a->nonce, a->aad, a->aad_len, a->in, a->out, a->len, a->tag);
+}

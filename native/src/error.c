@@ -20,6 +20,7 @@ const char* ct_strerror(int code)
     case -EOVERFLOW: return "size too large";
     case -EBUSY: return "pool still has acquired buffers";
     case -ENOENT: return "buffer was not acquired from this pool";
+    case -EFAULT: return "mapped file ended early";
     default: return code < 0 ? "system error" : "unknown status";
     }
 }

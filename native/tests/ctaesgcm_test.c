@@ -87,6 +87,13 @@ static void test_known_answers(void)
         CHECK(ctag_open(k, iv, aad, aad_len, ct, out, len, tag) == CTAG_OK);
         CHECK(memcmp(out, pt, len) == 0);
 
+        /* The packed form is the same call. */
+        memset(out, 0xA5, sizeof out);
+        ctag_open_args packed = { k, iv, aad, aad_len, ct, out, len, tag };
+        CHECK(ctag_open_packed(&packed) == CTAG_OK);
+        CHECK(memcmp(out, pt, len) == 0);
+        CHECK(ctag_open_packed(NULL) == -EINVAL);
+
         /* In place both ways. */
         memcpy(out, pt, len);
         CHECK(ctag_seal(k, iv, aad, aad_len, out, out, len, got_tag) == CTAG_OK);

@@ -4,7 +4,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -232,6 +235,96 @@ static void bench(void)
     CHECK(ct_pool_destroy(pool) == CT_OK);
 }
 
+/* A file of n pages, page i filled with byte i+1; returns its descriptor (the file is already unlinked). */
+static int page_file(size_t n)
+{
+    char path[] = "/tmp/ctshim_test_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    uint8_t* buf = malloc(page());
+    CHECK(buf != NULL);
+    for (size_t i = 0; i < n; i++) {
+        memset(buf, (int)(i + 1), page());
+        CHECK(write(fd, buf, page()) == (ssize_t)page());
+    }
+    free(buf);
+    return fd;
+}
+
+static int sum_first(void* arg)
+{
+    const volatile uint8_t* p = arg;
+    return p[0] + p[page() - 1];
+}
+
+static void test_mapping(void)
+{
+    const size_t n = 4;
+    int fd = page_file(n);
+    const void* map = NULL;
+    CHECK(ct_mapping_open(fd, n * page(), &map) == CT_OK && map != NULL);
+    const uint8_t* m = map;
+    uint8_t* out = malloc(n * page());
+    CHECK(out != NULL);
+
+    /* Whole file while intact: the guarded copy is a plain copy. */
+    CHECK(ct_mapping_copy(out, m, n * page()) == CT_OK);
+    for (size_t i = 0; i < n; i++)
+        CHECK(out[i * page()] == i + 1 && out[i * page() + page() - 1] == i + 1);
+    CHECK(ct_mapping_call(m + page(), page(), sum_first, (void*)(m + page())) == 4);
+
+    /* Released pages read back from the page cache. */
+    CHECK(ct_mapping_release(m, n * page()) == CT_OK);
+    CHECK(ct_mapping_release(m + 1, 10) == CT_OK); /* no whole page inside: nothing to do */
+    CHECK(m[2 * page()] == 3);
+
+    /* Truncated to one page: pages 1..3 fault; the guard turns each fault into -EFAULT, repeatedly. */
+    CHECK(ftruncate(fd, (off_t)page()) == 0);
+    for (int round = 0; round < 3; round++) {
+        memset(out, 0, n * page());
+        CHECK(ct_mapping_copy(out, m, n * page()) == -EFAULT);
+        CHECK(strstr(ct_last_error_message(), "SIGBUS") != NULL);
+        CHECK(ct_mapping_call(m + 2 * page(), page(), sum_first, (void*)(m + 2 * page())) == -EFAULT);
+    }
+    CHECK(ct_mapping_copy(out, m, page()) == CT_OK && out[0] == 1); /* the page that is still there */
+
+    /* A fault outside the guarded range is not swallowed: the default action still kills (in a child). */
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        volatile uint8_t x = m[3 * page()];
+        (void)x;
+        _exit(0);
+    }
+    int wstatus = 0;
+    CHECK(waitpid(child, &wstatus, 0) == child);
+    CHECK(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGBUS);
+
+    /* Nor a fault outside the range inside a guarded call. */
+    child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        ct_mapping_call(m, page(), sum_first, (void*)(m + 3 * page()));
+        _exit(0);
+    }
+    CHECK(waitpid(child, &wstatus, 0) == child);
+    CHECK(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGBUS);
+
+    /* A file that already shrank is refused before mapping. */
+    const void* again = NULL;
+    CHECK(ct_mapping_open(fd, n * page(), &again) == -EFAULT && again == NULL);
+    CHECK(ct_mapping_open(-1, page(), &again) == -EINVAL);
+    CHECK(ct_mapping_open(fd, 0, &again) == -EINVAL);
+    CHECK(ct_mapping_copy(out, NULL, 1) == -EINVAL);
+    CHECK(ct_mapping_call(m, page(), NULL, NULL) == -EINVAL);
+
+    CHECK(ct_mapping_close(map, n * page()) == CT_OK);
+    CHECK(ct_mapping_close(NULL, 0) == CT_OK);
+    free(out);
+    close(fd);
+}
+
 int main(void)
 {
     test_abi();
@@ -239,6 +332,7 @@ int main(void)
     test_invalid();
     test_pool_reuse();
     test_threads();
+    test_mapping();
     bench();
     printf("ctshim_test: %d checks passed\n", checks);
     return 0;

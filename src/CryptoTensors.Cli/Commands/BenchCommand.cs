@@ -26,7 +26,7 @@ internal static unsafe class BenchCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var dir = new Option<string?>("--dir") { Description = "Where to write the files (default: a temporary directory, removed afterwards)" };
         var repeat = new Option<int>("--repeat") { Description = "Runs of each load; the best is reported", DefaultValueFactory = _ => 3 };
-        var readPath = new Option<ReadPath>("--read-path") { Description = "PositionalRead (default) or MemoryMapped", DefaultValueFactory = _ => ReadPath.PositionalRead };
+        var readPath = new Option<ReadPath>("--read-path") { Description = "Auto (default: MemoryMapped where the native shim loads, else PositionalRead), MemoryMapped or PositionalRead", DefaultValueFactory = _ => ReadPath.Auto };
         var device = new Option<string?>("--device") { Description = "cuda:N: measure loads to that GPU instead (pinned-copy limit, plain, encrypted, TorchSharp, ILGPU)" };
         var cmd = new Command("bench", "Measure plain vs encrypted loads of a deterministic workload on this machine.") { workload, json, dir, repeat, readPath, device };
         cmd.SetAction(r => io.Guard(() => r.GetValue(device) is { } d
@@ -37,6 +37,7 @@ internal static unsafe class BenchCommand
 
     private static int Run(CliIO io, string workload, bool asJson, string? dirOption, int repeat, ReadPath readPath)
     {
+        readPath = ReadPaths.Resolve(readPath);
         var dir = dirOption ?? Path.Combine(Path.GetTempPath(), "ctensors-bench-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
         Directory.CreateDirectory(dir);
         var log = asJson ? TextWriter.Null : io.Out;

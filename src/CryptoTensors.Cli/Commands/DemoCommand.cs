@@ -21,7 +21,7 @@ internal static unsafe class DemoCommand
         workload.AcceptOnlyFromAmong([.. DemoWorkloads.Names]);
         var dir = new Option<string?>("--dir") { Description = "Where to write the files (default: a temporary directory, removed afterwards)" };
         var repeat = new Option<int>("--repeat") { Description = "Loads of each file; the best is reported", DefaultValueFactory = _ => 3 };
-        var readPath = new Option<ReadPath>("--read-path") { Description = "PositionalRead (default) or MemoryMapped", DefaultValueFactory = _ => ReadPath.PositionalRead };
+        var readPath = new Option<ReadPath>("--read-path") { Description = "Auto (default: MemoryMapped where the native shim loads, else PositionalRead), MemoryMapped or PositionalRead", DefaultValueFactory = _ => ReadPath.Auto };
         var cmd = new Command("demo", "Generate a demo model, encrypt it, load it plain and encrypted, print the comparison.") { workload, dir, repeat, readPath };
         cmd.SetAction(r => io.Guard(() => Run(io, r.GetValue(workload)!, r.GetValue(dir), Math.Max(1, r.GetValue(repeat)), r.GetValue(readPath))));
         return cmd;
@@ -29,6 +29,7 @@ internal static unsafe class DemoCommand
 
     private static int Run(CliIO io, string workload, string? dirOption, int repeat, ReadPath readPath)
     {
+        readPath = ReadPaths.Resolve(readPath);
         var dir = dirOption ?? Path.Combine(Path.GetTempPath(), "ctensors-demo-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
         Directory.CreateDirectory(dir);
         try

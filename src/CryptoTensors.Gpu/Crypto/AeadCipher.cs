@@ -87,6 +87,16 @@ public sealed class AeadCipher : IDisposable
         }
     }
 
+    /// <summary>Whether <see cref="DecryptFromMapping"/> is available: the accelerated backend decrypts straight from a guarded file mapping.</summary>
+    internal bool DecryptsFromMapping => _ipsec is not null;
+
+    /// <summary>
+    /// Opens ciphertext at <paramref name="ciphertext"/> (inside a file mapping) into <paramref name="plaintext"/> under the
+    /// shim's fault guard; see <see cref="IpsecMbAesGcm.OpenFromMapping"/> for the status codes.
+    /// </summary>
+    internal unsafe int DecryptFromMapping(ReadOnlySpan<byte> nonce, byte* ciphertext, ReadOnlySpan<byte> tag, Span<byte> plaintext)
+        => _ipsec!.OpenFromMapping(nonce, ciphertext, tag, plaintext);
+
     /// <inheritdoc />
     public void Dispose()
     {

@@ -181,6 +181,43 @@ internal sealed unsafe class IpsecMbAesGcm : IDisposable
         }
     }
 
+    /// <summary>
+    /// Opens <paramref name="plaintext"/>.Length bytes at <paramref name="ciphertext"/>, an address inside a file mapping, into
+    /// <paramref name="plaintext"/>, under the shim's fault guard (<c>ct_mapping_call</c>). Returns 0,
+    /// <see cref="AesGcmNativeMethods.AuthenticationFailed"/> (output zeroed) or <see cref="NativeMethods.MappedFileEnded"/>
+    /// (the file shrank under the mapping; the output holds partial data the caller must clear).
+    /// </summary>
+    internal int OpenFromMapping(ReadOnlySpan<byte> nonce, byte* ciphertext, ReadOnlySpan<byte> tag, Span<byte> plaintext)
+    {
+        if (nonce.Length != AeadAlgorithms.NonceSize || tag.Length != AeadAlgorithms.TagSize)
+        {
+            plaintext.Clear();
+            return AesGcmNativeMethods.AuthenticationFailed;
+        }
+        var added = false;
+        try
+        {
+            _key.DangerousAddRef(ref added);
+            int status;
+            fixed (byte* n = nonce, p = plaintext, t = tag)
+            {
+                byte none = 0;
+                var args = new AesGcmNativeMethods.OpenArgs
+                {
+                    Key = _key.DangerousGetHandle(), Nonce = n, Aad = &none, AadLength = 0,
+                    Input = ciphertext, Output = p, Length = (nuint)plaintext.Length, Tag = t,
+                };
+                status = NativeMethods.MappingCall(ciphertext, (nuint)plaintext.Length, AesGcmNativeMethods.OpenPacked, &args);
+            }
+            if (status is 0 or AesGcmNativeMethods.AuthenticationFailed or NativeMethods.MappedFileEnded) return status;
+            throw new CryptographicException($"ctag_open failed with status {status}");
+        }
+        finally
+        {
+            if (added) _key.DangerousRelease();
+        }
+    }
+
     /// <inheritdoc />
     public void Dispose() => _key.Dispose();
 }

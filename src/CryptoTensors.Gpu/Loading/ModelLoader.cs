@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using CryptoTensors.Gpu.Crypto;
 using CryptoTensors.Gpu.Loading.Native;
 using CryptoTensors.Gpu.Reading;
@@ -14,9 +13,9 @@ public readonly record struct TensorDestination(IntPtr Pointer, long Length);
 /// <summary>
 /// Loads many tensors at once: one scheduler over every chunk of every selected tensor (v2 chunks, whole v1
 /// tensors, blocks of plain tensors), so one huge tensor and a thousand small ones both keep every core busy.
-/// Each work item reads its ciphertext straight into its final place and decrypts it there (or, with
-/// <see cref="ReadPath.MemoryMapped"/>, decrypts from the mapping into it): no intermediate copy, no per-chunk
-/// allocation, one cipher per worker per data key. Any failure clears every destination and throws the error of
+/// With <see cref="ReadPath.MemoryMapped"/> (the default where the native shim loads) each work item decrypts from a
+/// guarded mapping of the file straight into its final place; with <see cref="ReadPath.PositionalRead"/> it reads into
+/// a cache-resident per-worker staging buffer and decrypts from there into its place: no per-chunk allocation, one cipher per worker per data key. Any failure clears every destination and throws the error of
 /// the first failing tensor/chunk in file order; nothing is cached.
 /// </summary>
 public static unsafe class ModelLoader
@@ -65,20 +64,12 @@ public static unsafe class ModelLoader
         var tensorsDone = remaining.Count(r => r == 0);
         var errors = new System.Collections.Concurrent.ConcurrentBag<(int Item, Exception Error)>();
 
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
-        byte* mapped = null;
+        FileMapping? mapping = null;
         try
         {
             LoadWorkPlan.Validate(targets, chunkSize);
-            if (options.ReadPath == ReadPath.MemoryMapped && reader.FileLength > 0)
-            {
-                map = MemoryMappedFile.CreateFromFile(reader.FileHandle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
-                view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-                view.SafeMemoryMappedViewHandle.AcquirePointer(ref mapped);
-                mapped += view.PointerOffset;
-            }
-            var source = (IntPtr)mapped;
+            if (ReadPaths.Resolve(options.ReadPath) == ReadPath.MemoryMapped && reader.FileLength > 0)
+                mapping = FileMapping.Open(reader.FileHandle, reader.FileLength);
             var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.MaxDegreeOfParallelism), CancellationToken = cancellationToken };
             Parallel.For(0, items.Count, parallel, () => new WorkerState(reader), (index, loop, state) =>
             {
@@ -87,7 +78,7 @@ public static unsafe class ModelLoader
                 var t = targets[item.Tensor];
                 try
                 {
-                    Process(reader, t, item, state, (byte*)source);
+                    Process(reader, t, item, state, mapping);
                 }
                 catch (Exception e)
                 {
@@ -110,9 +101,7 @@ public static unsafe class ModelLoader
         }
         finally
         {
-            if (mapped is not null) view!.SafeMemoryMappedViewHandle.ReleasePointer();
-            view?.Dispose();
-            map?.Dispose();
+            mapping?.Dispose();
         }
     }
 
@@ -122,29 +111,56 @@ public static unsafe class ModelLoader
             new Span<byte>((void*)(d.Pointer + (nint)o), (int)Math.Min(int.MaxValue, d.Length - o)).Clear();
     }
 
-    private static void Process(CryptoTensorsReader reader, LoadTarget<TensorDestination> t, LoadWorkItem item, WorkerState state, byte* mapped)
+    private static void Process(CryptoTensorsReader reader, LoadTarget<TensorDestination> t, LoadWorkItem item, WorkerState state, FileMapping? mapping)
     {
         var dest = new Span<byte>((void*)(t.Destination.Pointer + (nint)item.Offset), item.Length);
         var fileOffset = t.FileOffset + item.Offset;
-        ReadOnlySpan<byte> input = dest;
-        if (mapped is not null)
+        var name = t.Tensor.Name;
+        if (t.Entry is not { } e)
         {
-            input = new ReadOnlySpan<byte>(mapped + fileOffset, item.Length);
-            if (t.Entry is null) { input.CopyTo(dest); return; }
+            if (mapping is not null) mapping.CopyTo(fileOffset, dest, name);
+            else reader.ReadAt(dest, fileOffset, name);
         }
         else
         {
-            // Encrypted chunks go through a per-worker staging buffer that stays in cache, so the destination is
-            // written once (by the decryption) instead of twice (read copy, then in-place decryption).
-            var staged = t.Entry is not null && item.Length <= WorkerState.MaxStaging ? state.Staging(item.Length) : dest;
-            reader.ReadAt(staged, fileOffset, t.Tensor.Name);
-            input = staged;
+            var cipher = state.Ciphers.For(t.DekOffset);
+            if (mapping is not null && cipher.DecryptsFromMapping)
+            {
+                // One pass: the accelerated backend reads the ciphertext from the mapping and writes plaintext to the destination.
+                DecryptFromMapping(mapping, cipher, e, fileOffset, dest, item.Chunk, name);
+            }
+            else
+            {
+                // A per-worker staging buffer that stays in cache, so the destination is written once (by the
+                // decryption) instead of twice (copy, then in-place decryption); v1 tensors too large for it are staged in place.
+                var staged = item.Length <= WorkerState.MaxStaging ? state.Staging(item.Length) : dest;
+                if (mapping is not null) mapping.CopyTo(fileOffset, staged, name);
+                else reader.ReadAt(staged, fileOffset, name);
+                if (item.Chunk < 0) CryptoTensorsReader.DecryptWhole(name, cipher, e, staged, dest);
+                else CryptoTensorsReader.DecryptChunk(name, cipher, e, staged, dest, item.Chunk);
+            }
         }
-        if (t.Entry is not { } e) return;
+        mapping?.Release(fileOffset, item.Length);
+    }
 
-        var cipher = state.Ciphers.For(t.DekOffset);
-        if (item.Chunk < 0) CryptoTensorsReader.DecryptWhole(t.Tensor.Name, cipher, e, input, dest);
-        else CryptoTensorsReader.DecryptChunk(t.Tensor.Name, cipher, e, input, dest, item.Chunk);
+    private static void DecryptFromMapping(FileMapping mapping, AeadCipher cipher, EncryptionEntry e, long fileOffset, Span<byte> dest, long chunk, string name)
+    {
+        scoped Span<byte> derived = stackalloc byte[AeadAlgorithms.NonceSize];
+        scoped ReadOnlySpan<byte> nonce, tag;
+        if (chunk < 0)
+        {
+            if (dest.Length == 0 && e.Iv.Length == 0) return; // an empty v1 tensor with empty iv/tag (§3.6)
+            nonce = e.Iv;
+            tag = e.Tag;
+        }
+        else
+        {
+            ChunkNonce.TryDerive(e.BaseIv, chunk, derived);
+            nonce = derived;
+            tag = e.Tags.AsSpan((int)(chunk * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize);
+        }
+        if (!mapping.TryDecrypt(cipher, nonce, fileOffset, tag, dest, name))
+            throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: name, chunk: chunk < 0 ? null : chunk);
     }
 
     /// <summary>Per-worker state: the cipher of the data key used last and a staging buffer for positional reads.</summary>

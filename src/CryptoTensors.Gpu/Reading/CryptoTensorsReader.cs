@@ -536,7 +536,7 @@ public sealed class CryptoTensorsReader : IDisposable
         if (ReadExactly(_file, buffer, offset) != buffer.Length) throw FileChanged(tensor);
     }
 
-    private static CryptoTensorsException FileChanged(string? tensor = null)
+    internal static CryptoTensorsException FileChanged(string? tensor = null)
         => Errors.Create(ErrorCode.IncompleteBuffer, "the file ended early: it was truncated or changed while being read", tensor: tensor);
 
     /// <inheritdoc />

@@ -130,4 +130,90 @@ public class ModelLoaderTests
         var ex = Assert.Throws<MalformedFileException>(() => ModelLoader.LoadInto(r, _ => Dest(buffer)));
         Assert.That(ex!.Code, Is.EqualTo(ErrorCode.DestinationSize));
     }
+
+    private static IEnumerable<TestCaseData> TruncationCases()
+    {
+        foreach (var path in new[] { ReadPath.MemoryMapped, ReadPath.PositionalRead })
+        foreach (var version in new[] { 0, 1, 2 })
+        foreach (var backend in version == 0 ? new[] { AeadBackend.Bcl } : new[] { AeadBackend.Bcl, AeadBackend.IpsecMb })
+            yield return new TestCaseData(path, version, backend).SetName($"TruncatedWhileLoading_{path}_{(version == 0 ? "plain" : "v" + version)}_{backend}");
+    }
+
+    /// <summary>
+    /// Another process truncates the file in the middle of a load. Memory-mapped reads of the pages that are gone
+    /// raise SIGBUS, which would kill the test host without the shim's guard; both read paths must instead fail with
+    /// IncompleteBuffer and leave every destination zeroed.
+    /// </summary>
+    [TestCaseSource(nameof(TruncationCases))]
+    public void AFileTruncatedWhileLoadingIsAnErrorNotACrash(ReadPath path, int version, AeadBackend backend)
+    {
+        if (path == ReadPath.MemoryMapped && !PinnedHostBuffer.NativeShimAvailable) Assert.Ignore("native shim not loadable: " + PinnedHostBuffer.NativeShimLoadError);
+        if (backend == AeadBackend.IpsecMb && !AeadBackends.IpsecMbAvailable) Assert.Ignore("accelerated AES-GCM unavailable: " + AeadBackends.IpsecMbUnavailableReason);
+        using var tmp = new TempDir();
+        using var master = MasterKey.Generate();
+        using var signer = SigningKey.Generate();
+        var tensors = Enumerable.Range(0, 8).Select(i => TestModels.Tensor($"w{i}", Dtype.U8, [256 << 10], i)).ToList();
+        var file = tmp.File("m");
+        CryptoTensorsWriter.Write(file, tensors, version == 0 ? new WriterOptions()
+            : new WriterOptions { MasterKey = master, SigningKey = signer, FormatVersion = version, ChunkSize = 64 << 10 });
+        var saved = AeadBackends.Default;
+        try
+        {
+            AeadBackends.Default = backend;
+            using var r = CryptoTensorsReader.Open(file, version == 0 ? new ReaderOptions { Keys = new() } : TestModels.Keys(master, signer));
+            var buffers = r.Tensors.ToDictionary(t => t.Name, t => GC.AllocateArray<byte>((int)t.ByteLength, pinned: true));
+            var truncateAt = r.FileLength / 3;
+            var progress = new TruncateOnFirstReport(file, truncateAt);
+            var ex = Assert.Throws<MalformedFileException>(() => ModelLoader.LoadInto(r, t => Dest(buffers[t.Name]),
+                new LoadOptions { ReadPath = path, MaxDegreeOfParallelism = 1, PlainBlockSize = 64 << 10, Progress = progress }));
+            Assert.That(progress.Truncated, Is.True, "the file was truncated mid-load");
+            Assert.That(ex!.Code, Is.EqualTo(ErrorCode.IncompleteBuffer));
+            Assert.That(ex.Tensor, Is.Not.Null);
+            Assert.That(buffers.Values.SelectMany(b => b), Is.All.EqualTo(0), "a failed load returns nothing");
+        }
+        finally
+        {
+            AeadBackends.Default = saved;
+        }
+    }
+
+    [TestCase(ReadPath.MemoryMapped)]
+    [TestCase(ReadPath.PositionalRead)]
+    public void AFileTruncatedAfterOpenIsRefusedBeforeAnyWrite(ReadPath path)
+    {
+        if (path == ReadPath.MemoryMapped && !PinnedHostBuffer.NativeShimAvailable) Assert.Ignore("native shim not loadable: " + PinnedHostBuffer.NativeShimLoadError);
+        using var tmp = new TempDir();
+        using var master = MasterKey.Generate();
+        using var signer = SigningKey.Generate();
+        var file = tmp.File("m");
+        CryptoTensorsWriter.Write(file, [TestModels.Tensor("x", Dtype.U8, [100_000], 1)], new WriterOptions { MasterKey = master, SigningKey = signer, ChunkSize = 4096 });
+        using var r = CryptoTensorsReader.Open(file, TestModels.Keys(master, signer));
+        using (var f = new FileStream(file, FileMode.Open, FileAccess.Write, FileShare.ReadWrite)) f.SetLength(r.FileLength - 1);
+        var buffer = GC.AllocateArray<byte>(100_000, pinned: true);
+        buffer.AsSpan().Fill(0xAA);
+        var ex = Assert.Throws<MalformedFileException>(() => ModelLoader.LoadInto(r, _ => Dest(buffer), new LoadOptions { ReadPath = path }));
+        Assert.That(ex!.Code, Is.EqualTo(ErrorCode.IncompleteBuffer));
+        Assert.That(buffer, Is.All.EqualTo(0));
+    }
+
+    [Test]
+    public void AutoMeansMemoryMappedWhereTheShimLoads()
+    {
+        Assert.That(new LoadOptions().ReadPath, Is.EqualTo(ReadPath.Auto));
+        Assert.That(ReadPaths.Resolve(ReadPath.Auto), Is.EqualTo(PinnedHostBuffer.NativeShimAvailable ? ReadPath.MemoryMapped : ReadPath.PositionalRead));
+        Assert.That(ReadPaths.Resolve(ReadPath.PositionalRead), Is.EqualTo(ReadPath.PositionalRead));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ReadPaths.Resolve((ReadPath)42));
+    }
+
+    private sealed class TruncateOnFirstReport(string file, long length) : IProgress<TensorProgress>
+    {
+        public bool Truncated { get; private set; }
+
+        public void Report(TensorProgress value)
+        {
+            if (Truncated) return;
+            using (var f = new FileStream(file, FileMode.Open, FileAccess.Write, FileShare.ReadWrite)) f.SetLength(length);
+            Truncated = true;
+        }
+    }
 }

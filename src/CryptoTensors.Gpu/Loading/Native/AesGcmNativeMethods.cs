@@ -12,7 +12,7 @@ namespace CryptoTensors.Gpu.Loading.Native;
 internal static unsafe class AesGcmNativeMethods
 {
     internal const string FileName = "libctaesgcm.so";
-    private const int AbiVersion = 1;
+    private const int AbiVersion = 2;
 
     /// <summary>-EINVAL: a bad argument (lengths, overlapping buffers).</summary>
     internal const int InvalidArgument = -22;
@@ -31,6 +31,23 @@ internal static unsafe class AesGcmNativeMethods
 
     /// <summary><c>ctag_open(ctx, nonce, aad, aad_len, in, out, len, tag)</c>.</summary>
     internal static readonly delegate* unmanaged<nint, byte*, byte*, nuint, byte*, byte*, nuint, byte*, int> Open;
+
+    /// <summary><c>ctag_open_packed(ctag_open_args*)</c>: <see cref="Open"/> through one pointer, for <c>ct_mapping_call</c>.</summary>
+    internal static readonly nint OpenPacked;
+
+    /// <summary><c>ctag_open_args</c>.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct OpenArgs
+    {
+        public nint Key;
+        public byte* Nonce;
+        public byte* Aad;
+        public nuint AadLength;
+        public byte* Input;
+        public byte* Output;
+        public nuint Length;
+        public byte* Tag;
+    }
 
     /// <summary>Why the library is unusable (not built, not loadable, wrong ABI, no VAES path), or <c>null</c>.</summary>
     internal static readonly string? LoadError;
@@ -62,6 +79,7 @@ internal static unsafe class AesGcmNativeMethods
         Destroy = (delegate* unmanaged<nint, void>)NativeLibrary.GetExport(handle, "ctag_destroy");
         Seal = (delegate* unmanaged<nint, byte*, byte*, nuint, byte*, byte*, nuint, byte*, int>)NativeLibrary.GetExport(handle, "ctag_seal");
         Open = (delegate* unmanaged<nint, byte*, byte*, nuint, byte*, byte*, nuint, byte*, int>)NativeLibrary.GetExport(handle, "ctag_open");
+        OpenPacked = NativeLibrary.GetExport(handle, "ctag_open_packed");
     }
 
     private static (nint Handle, string? Error) Load()
@@ -71,7 +89,7 @@ internal static unsafe class AesGcmNativeMethods
         return NativeLibraryLocator.Load(FileName,
             "it is built only where Intel ipsec-mb is installed: apt-get install libipsec-mb-dev, then rebuild", handle =>
             {
-                string[] exports = ["ctag_abi_version", "ctag_init", "ctag_create", "ctag_destroy", "ctag_seal", "ctag_open"];
+                string[] exports = ["ctag_abi_version", "ctag_init", "ctag_create", "ctag_destroy", "ctag_seal", "ctag_open", "ctag_open_packed"];
                 var missing = exports.Where(e => !NativeLibrary.TryGetExport(handle, e, out _)).ToList();
                 if (missing.Count > 0) return $"lacks {string.Join(", ", missing)}; rebuild it";
                 var abi = ((delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "ctag_abi_version"))();

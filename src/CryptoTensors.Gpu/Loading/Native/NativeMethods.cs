@@ -11,7 +11,10 @@ internal static unsafe partial class NativeMethods
 {
     internal const string LibraryName = "ctshim";
     internal const string FileName = "libctshim.so";
-    private const int AbiVersion = 1;
+    private const int AbiVersion = 2;
+
+    /// <summary>-EFAULT from the mapping functions: the mapped file ended early (it shrank while mapped).</summary>
+    internal const int MappedFileEnded = -14;
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct HostBuffer
@@ -127,4 +130,19 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(LibraryName, EntryPoint = "ct_pool_destroy")]
     internal static partial int PoolDestroy(nint pool);
+
+    [LibraryImport(LibraryName, EntryPoint = "ct_mapping_open")]
+    internal static partial int MappingOpen(int fd, ulong length, nint* address);
+
+    [LibraryImport(LibraryName, EntryPoint = "ct_mapping_close")]
+    internal static partial int MappingClose(nint address, ulong length);
+
+    [LibraryImport(LibraryName, EntryPoint = "ct_mapping_call")]
+    internal static partial int MappingCall(void* lo, nuint length, nint function, void* argument);
+
+    [LibraryImport(LibraryName, EntryPoint = "ct_mapping_copy")]
+    internal static partial int MappingCopy(void* destination, void* source, nuint length);
+
+    [LibraryImport(LibraryName, EntryPoint = "ct_mapping_release")]
+    internal static partial int MappingRelease(void* address, nuint length);
 }
