@@ -27,6 +27,7 @@ public static class CliApp
         root.Subcommands.Add(PolicyCommand.Create(io));
         root.Subcommands.Add(DemoCommand.Create(io));
         root.Subcommands.Add(BenchCommand.Create(io));
+        root.Subcommands.Add(RssProbeCommand.Create(io));
         var parsed = root.Parse(args);
         return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }

@@ -200,6 +200,27 @@ public class CliTests
         Assert.That(root.GetProperty("workload").GetString(), Is.EqualTo("tiny"));
         Assert.That(root.GetProperty("tensor_bytes").GetInt64(), Is.EqualTo(Gpu.Workloads.DemoWorkloads.Tiny().Sum(t => t.ByteLength)));
         Assert.That(root.GetProperty("ceiling_gbps").GetDouble(), Is.GreaterThan(0));
+        // Peak RSS comes from rss-probe child processes: they ran and loaded (and encrypted) the whole workload.
+        Assert.That(root.GetProperty("peak_rss_bytes").GetInt64(), Is.GreaterThan(root.GetProperty("process_baseline_rss_bytes").GetInt64()), r.Err);
+        Assert.That(root.GetProperty("process_baseline_rss_bytes").GetInt64(), Is.GreaterThan(0));
+        Assert.That(root.GetProperty("encrypt_peak_rss_bytes").GetInt64(), Is.GreaterThan(0));
+    }
+
+    [Test]
+    public void RssProbeLoadsInItsOwnProcessAndReportsItsPeak()
+    {
+        using var tmp = new TempDir();
+        Assert.That(Ctensors("keygen", "--out-dir", tmp.File("k")).Code, Is.Zero);
+        var plain = tmp.File("plain.safetensors");
+        Gpu.Writing.CryptoTensorsWriter.Write(plain, Gpu.Workloads.DemoWorkloads.Tiny(), new Gpu.Writing.WriterOptions());
+        var (enc, err) = CryptoTensors.Cli.Commands.RssProbeCommand.RunChild("--mode", "encrypt", "--input", plain, "--output", tmp.File("e.ct"), "--key", tmp.File("k/enc.jwk"), "--sign-key", tmp.File("k/sign.jwk"));
+        Assert.That(err, Is.Null);
+        Assert.That(enc!.Value.GetProperty("tensor_bytes").GetInt64(), Is.EqualTo(Gpu.Workloads.DemoWorkloads.Tiny().Sum(t => t.ByteLength)));
+        var (load, err2) = CryptoTensors.Cli.Commands.RssProbeCommand.RunChild("--mode", "load", "--input", tmp.File("e.ct"), "--key", tmp.File("k/enc.jwk"), "--verify-key", tmp.File("k/sign.pub.jwk"));
+        Assert.That(err2, Is.Null);
+        Assert.That(load!.Value.GetProperty("peak_rss_bytes").GetInt64(), Is.GreaterThanOrEqualTo(load.Value.GetProperty("baseline_rss_bytes").GetInt64()));
+        var (_, bad) = CryptoTensors.Cli.Commands.RssProbeCommand.RunChild("--mode", "load", "--input", tmp.File("e.ct"), "--key", tmp.File("k/enc.jwk"));
+        Assert.That(bad, Does.Contain("rss-probe exited with"), "no verification key: the child fails and says why");
     }
 
     [TestCase("gpu1")]
