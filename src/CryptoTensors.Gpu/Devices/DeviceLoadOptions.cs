@@ -12,6 +12,9 @@ public sealed record DeviceLoadOptions
     /// <summary>Load only these tensors (null: all).</summary>
     public IReadOnlyCollection<string>? Tensors { get; init; }
 
+    /// <summary>How ciphertext is read (default <see cref="Loading.ReadPath.Auto"/>: a guarded memory mapping where the native shim loads).</summary>
+    public Loading.ReadPath ReadPath { get; init; } = Loading.ReadPath.Auto;
+
     /// <summary>
     /// A ring to reuse across loads (its pages stay touched and registered). Null: one is allocated for the load
     /// with <see cref="SlotBytes"/> and <see cref="Slots"/>, and freed after it.

@@ -82,9 +82,12 @@ public static unsafe class DeviceLoader
         var tensorsDone = remaining.Count(r => r == 0);
         var errors = new ConcurrentBag<(int Item, Exception Error)>();
         var attached = false;
+        FileMapping? mapping = null;
         try
         {
             LoadWorkPlan.Validate(targets, chunkSize);
+            if (ReadPaths.Resolve(options.ReadPath) == ReadPath.MemoryMapped && reader.FileLength > 0)
+                mapping = FileMapping.Open(reader.FileHandle, reader.FileLength);
             engine.Attach(ring);
             attached = true;
             var parallel = new ParallelOptions { MaxDegreeOfParallelism = workers, CancellationToken = cancellationToken };
@@ -95,8 +98,8 @@ public static unsafe class DeviceLoader
                 var t = targets[item.Tensor];
                 try
                 {
-                    if (item.Chunk < 0 && t.Entry is not null && item.Length > slotBytes) ProcessOversize(reader, ring, engine, t, item, ciphers, cancellationToken);
-                    else Process(reader, ring, engine, t, item, ciphers, cancellationToken);
+                    if (item.Chunk < 0 && t.Entry is not null && item.Length > slotBytes) ProcessOversize(reader, mapping, ring, engine, t, item, ciphers, cancellationToken);
+                    else Process(reader, mapping, ring, engine, t, item, ciphers, cancellationToken);
                 }
                 catch (Exception e)
                 {
@@ -111,7 +114,14 @@ public static unsafe class DeviceLoader
             }, ciphers => ciphers.Dispose());
             engine.Synchronize();
             cancellationToken.ThrowIfCancellationRequested();
-            if (!errors.IsEmpty) throw errors.OrderBy(e => e.Item).First().Error;
+            if (!errors.IsEmpty)
+            {
+                var first = errors.OrderBy(e => e.Item).First().Error;
+                // A file cut short under the mapping shows up as zeros (a failed tag) as well as a fault: report the cause.
+                if (mapping is not null && first is CryptoTensorsException c) mapping.EnsureIntact(c.Tensor);
+                throw first;
+            }
+            mapping?.EnsureIntact();
             return stats;
         }
         catch
@@ -128,14 +138,15 @@ public static unsafe class DeviceLoader
         }
         finally
         {
+            mapping?.Dispose();
             if (attached) engine.Detach();
             ring.EndLoad();
             if (ownsRing) ring.Dispose();
         }
     }
 
-    /// <summary>One work item through one slot: read, decrypt in place, queue the copy.</summary>
-    private static void Process(CryptoTensorsReader reader, StagingRing ring, IDeviceCopyEngine engine, LoadTarget<ulong> t, LoadWorkItem item,
+    /// <summary>One work item through one slot: its plaintext into the slot (decrypted from the mapping, or read and decrypted in place), then the copy queued.</summary>
+    private static void Process(CryptoTensorsReader reader, FileMapping? mapping, StagingRing ring, IDeviceCopyEngine engine, LoadTarget<ulong> t, LoadWorkItem item,
         DataKeyCipherCache ciphers, CancellationToken cancellationToken)
     {
         if (item.Length == 0) return;
@@ -143,14 +154,7 @@ public static unsafe class DeviceLoader
         try
         {
             engine.WaitForSlot(slot);
-            var staged = ring.Slot(slot, item.Length);
-            reader.ReadAt(staged, t.FileOffset + item.Offset, t.Tensor.Name);
-            if (t.Entry is { } e)
-            {
-                var cipher = ciphers.For(t.DekOffset);
-                if (item.Chunk < 0) CryptoTensorsReader.DecryptWhole(t.Tensor.Name, cipher, e, staged, staged);
-                else CryptoTensorsReader.DecryptChunk(t.Tensor.Name, cipher, e, staged, staged, item.Chunk);
-            }
+            WorkItemReader.Read(reader, mapping, t, item, ciphers, ring.Slot(slot, item.Length), default);
             engine.CopyAsync(slot, item.Length, t.Destination + (ulong)item.Offset);
         }
         finally
@@ -160,7 +164,7 @@ public static unsafe class DeviceLoader
     }
 
     /// <summary>A v1 tensor larger than a slot: authenticated whole in a temporary buffer, then moved through the ring.</summary>
-    private static void ProcessOversize(CryptoTensorsReader reader, StagingRing ring, IDeviceCopyEngine engine, LoadTarget<ulong> t, LoadWorkItem item,
+    private static void ProcessOversize(CryptoTensorsReader reader, FileMapping? mapping, StagingRing ring, IDeviceCopyEngine engine, LoadTarget<ulong> t, LoadWorkItem item,
         DataKeyCipherCache ciphers, CancellationToken cancellationToken)
     {
         var length = item.Length;
@@ -168,8 +172,7 @@ public static unsafe class DeviceLoader
         try
         {
             var whole = new Span<byte>(temp, length);
-            reader.ReadAt(whole, t.FileOffset, t.Tensor.Name);
-            CryptoTensorsReader.DecryptWhole(t.Tensor.Name, ciphers.For(t.DekOffset), t.Entry!, whole, whole);
+            WorkItemReader.Read(reader, mapping, t, item, ciphers, whole, default);
             for (long o = 0; o < length; o += ring.SlotBytes)
             {
                 var n = (int)Math.Min(ring.SlotBytes, length - o);

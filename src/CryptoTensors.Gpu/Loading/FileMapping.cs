@@ -21,8 +21,22 @@ internal sealed unsafe class FileMapping : SafeHandle
     /// <summary>Whether guarded mappings can be made here (the native shim loaded).</summary>
     internal static bool Available => NativeMethods.Available;
 
+    private SafeFileHandle? _file;
+
     /// <summary>Mapped bytes (the reader's file length).</summary>
     internal long Length { get; private set; }
+
+    /// <summary>
+    /// Whether the file is now shorter than the mapping. Bytes past the new end in its last page read as zeros
+    /// without a fault, so the loaders check this after a load (and after a failure, to report the real cause).
+    /// </summary>
+    internal bool Shrank => RandomAccess.GetLength(_file!) < Length;
+
+    /// <summary>Throws <see cref="ErrorCode.IncompleteBuffer"/> (naming <paramref name="tensor"/>) when the file shrank.</summary>
+    internal void EnsureIntact(string? tensor = null)
+    {
+        if (Shrank) throw CryptoTensorsReader.FileChanged(tensor);
+    }
 
     /// <inheritdoc />
     public override bool IsInvalid => handle == IntPtr.Zero;
@@ -42,6 +56,7 @@ internal sealed unsafe class FileMapping : SafeHandle
             if (status != 0) throw NativeMethods.Failure(status, "ct_mapping_open");
             mapping.SetHandle(address);
             mapping.Length = length;
+            mapping._file = file;
             return mapping;
         }
         catch

@@ -92,7 +92,14 @@ public static unsafe class ModelLoader
                 return state;
             }, state => state.Dispose());
             cancellationToken.ThrowIfCancellationRequested();
-            if (!errors.IsEmpty) throw errors.OrderBy(e => e.Item).First().Error;
+            if (!errors.IsEmpty)
+            {
+                var first = errors.OrderBy(e => e.Item).First().Error;
+                // A file cut short under the mapping shows up as zeros (a failed tag) as well as a fault: report the cause.
+                if (mapping is not null && first is CryptoTensorsException c) mapping.EnsureIntact(c.Tensor);
+                throw first;
+            }
+            mapping?.EnsureIntact();
         }
         catch
         {
@@ -114,53 +121,10 @@ public static unsafe class ModelLoader
     private static void Process(CryptoTensorsReader reader, LoadTarget<TensorDestination> t, LoadWorkItem item, WorkerState state, FileMapping? mapping)
     {
         var dest = new Span<byte>((void*)(t.Destination.Pointer + (nint)item.Offset), item.Length);
-        var fileOffset = t.FileOffset + item.Offset;
-        var name = t.Tensor.Name;
-        if (t.Entry is not { } e)
-        {
-            if (mapping is not null) mapping.CopyTo(fileOffset, dest, name);
-            else reader.ReadAt(dest, fileOffset, name);
-        }
-        else
-        {
-            var cipher = state.Ciphers.For(t.DekOffset);
-            if (mapping is not null && cipher.DecryptsFromMapping)
-            {
-                // One pass: the accelerated backend reads the ciphertext from the mapping and writes plaintext to the destination.
-                DecryptFromMapping(mapping, cipher, e, fileOffset, dest, item.Chunk, name);
-            }
-            else
-            {
-                // A per-worker staging buffer that stays in cache, so the destination is written once (by the
-                // decryption) instead of twice (copy, then in-place decryption); v1 tensors too large for it are staged in place.
-                var staged = item.Length <= WorkerState.MaxStaging ? state.Staging(item.Length) : dest;
-                if (mapping is not null) mapping.CopyTo(fileOffset, staged, name);
-                else reader.ReadAt(staged, fileOffset, name);
-                if (item.Chunk < 0) CryptoTensorsReader.DecryptWhole(name, cipher, e, staged, dest);
-                else CryptoTensorsReader.DecryptChunk(name, cipher, e, staged, dest, item.Chunk);
-            }
-        }
-        mapping?.Release(fileOffset, item.Length);
-    }
-
-    private static void DecryptFromMapping(FileMapping mapping, AeadCipher cipher, EncryptionEntry e, long fileOffset, Span<byte> dest, long chunk, string name)
-    {
-        scoped Span<byte> derived = stackalloc byte[AeadAlgorithms.NonceSize];
-        scoped ReadOnlySpan<byte> nonce, tag;
-        if (chunk < 0)
-        {
-            if (dest.Length == 0 && e.Iv.Length == 0) return; // an empty v1 tensor with empty iv/tag (§3.6)
-            nonce = e.Iv;
-            tag = e.Tag;
-        }
-        else
-        {
-            ChunkNonce.TryDerive(e.BaseIv, chunk, derived);
-            nonce = derived;
-            tag = e.Tags.AsSpan((int)(chunk * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize);
-        }
-        if (!mapping.TryDecrypt(cipher, nonce, fileOffset, tag, dest, name))
-            throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: name, chunk: chunk < 0 ? null : chunk);
+        // Copy-then-decrypt paths go through a per-worker staging buffer that stays in cache, so the destination is
+        // written once (by the decryption); v1 tensors too large for it are decrypted in place.
+        var staging = t.Entry is not null && item.Length <= WorkerState.MaxStaging ? state.Staging(item.Length) : default;
+        WorkItemReader.Read(reader, mapping, t, item, state.Ciphers, dest, staging);
     }
 
     /// <summary>Per-worker state: the cipher of the data key used last and a staging buffer for positional reads.</summary>

@@ -3,6 +3,8 @@ using CryptoTensors.Gpu.Devices;
 using CryptoTensors.Gpu.Devices.Staging;
 using CryptoTensors.Gpu.Format;
 using CryptoTensors.Gpu.Keys;
+using CryptoTensors.Gpu.Loading;
+using CryptoTensors.Gpu.Loading.Native;
 using CryptoTensors.Gpu.Reading;
 using CryptoTensors.Gpu.Tests.Vectors;
 using CryptoTensors.Gpu.Writing;
@@ -204,6 +206,48 @@ public class DeviceLoaderTests
             Assert.That(ex!.Code, Is.EqualTo(ErrorCode.IncompleteBuffer));
             Assert.That(engine.Violations, Is.Empty);
         }
+    }
+
+    [TestCase(ReadPath.MemoryMapped, 2, AeadBackend.IpsecMb)]
+    [TestCase(ReadPath.MemoryMapped, 2, AeadBackend.Bcl)]
+    [TestCase(ReadPath.MemoryMapped, 1, AeadBackend.IpsecMb)]
+    [TestCase(ReadPath.PositionalRead, 2, AeadBackend.Bcl)]
+    public void AFileTruncatedWhileLoadingThroughTheRingIsAnErrorNotACrash(ReadPath path, int version, AeadBackend backend)
+    {
+        if (path == ReadPath.MemoryMapped && !PinnedHostBuffer.NativeShimAvailable) Assert.Ignore("native shim not loadable: " + PinnedHostBuffer.NativeShimLoadError);
+        if (backend == AeadBackend.IpsecMb && !AeadBackends.IpsecMbAvailable) Assert.Ignore("accelerated AES-GCM unavailable: " + AeadBackends.IpsecMbUnavailableReason);
+        using var m = new SampleModel(version, 4096);
+        var saved = AeadBackends.Default;
+        try
+        {
+            AeadBackends.Default = backend;
+            using var r = m.Open();
+            var layout = Layout(r, out var size);
+            using var engine = new FakeCopyEngine(size);
+            engine.Memory.Fill(0xAA);
+            var truncated = false;
+            var progress = new Truncate(() =>
+            {
+                if (truncated) return;
+                using (var f = new FileStream(m.Path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite)) f.SetLength(r.Header.DataStart + 4096);
+                truncated = true;
+            });
+            var ex = Assert.Throws<MalformedFileException>(() => DeviceLoader.LoadInto(r, t => layout[t.Name], engine,
+                new DeviceLoadOptions { ReadPath = path, MaxDegreeOfParallelism = 1, Slots = 2, SlotBytes = 4096, Progress = progress }));
+            Assert.That(truncated, Is.True);
+            Assert.That(ex!.Code, Is.EqualTo(ErrorCode.IncompleteBuffer));
+            foreach (var t in r.Tensors) Assert.That(engine.At(layout[t.Name], t.ByteLength).ToArray(), Is.All.EqualTo(0), t.Name);
+            Assert.That(engine.Violations, Is.Empty);
+        }
+        finally
+        {
+            AeadBackends.Default = saved;
+        }
+    }
+
+    private sealed class Truncate(Action action) : IProgress<TensorProgress>
+    {
+        public void Report(TensorProgress value) => action();
     }
 
     [Test]

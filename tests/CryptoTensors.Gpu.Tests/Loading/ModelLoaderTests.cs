@@ -177,6 +177,27 @@ public class ModelLoaderTests
         }
     }
 
+    /// <summary>
+    /// A plain file cut inside the last page of what was read: the mapping yields zeros there, not a fault, and plain
+    /// tensors have no tag to catch it; the load must still fail instead of returning the zeros.
+    /// </summary>
+    [TestCase(ReadPath.MemoryMapped)]
+    [TestCase(ReadPath.PositionalRead)]
+    public void APlainFileCutInsideAPageIsAnErrorNotZeros(ReadPath path)
+    {
+        if (path == ReadPath.MemoryMapped && !PinnedHostBuffer.NativeShimAvailable) Assert.Ignore("native shim not loadable: " + PinnedHostBuffer.NativeShimLoadError);
+        using var tmp = new TempDir();
+        var file = tmp.File("m");
+        CryptoTensorsWriter.Write(file, [TestModels.Tensor("a", Dtype.U8, [1000], 1), TestModels.Tensor("b", Dtype.U8, [1000], 2)], new WriterOptions());
+        using var r = CryptoTensorsReader.Open(file, new ReaderOptions { Keys = new() });
+        var buffers = r.Tensors.ToDictionary(t => t.Name, t => GC.AllocateArray<byte>((int)t.ByteLength, pinned: true));
+        var progress = new TruncateOnFirstReport(file, r.FileLength - 500);
+        var ex = Assert.Throws<MalformedFileException>(() => ModelLoader.LoadInto(r, t => Dest(buffers[t.Name]),
+            new LoadOptions { ReadPath = path, MaxDegreeOfParallelism = 1, Progress = progress }));
+        Assert.That(ex!.Code, Is.EqualTo(ErrorCode.IncompleteBuffer));
+        Assert.That(buffers.Values.SelectMany(b => b), Is.All.EqualTo(0));
+    }
+
     [TestCase(ReadPath.MemoryMapped)]
     [TestCase(ReadPath.PositionalRead)]
     public void AFileTruncatedAfterOpenIsRefusedBeforeAnyWrite(ReadPath path)

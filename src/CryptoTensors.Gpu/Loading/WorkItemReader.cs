@@ -1,0 +1,67 @@
+using CryptoTensors.Gpu.Crypto;
+using CryptoTensors.Gpu.Reading;
+
+namespace CryptoTensors.Gpu.Loading;
+
+/// <summary>
+/// Produces the plaintext of one work item, for the host and device loaders alike: from a guarded file mapping
+/// (<see cref="FileMapping"/>) or by positional reads, decrypting when the tensor is encrypted.
+/// </summary>
+internal static class WorkItemReader
+{
+    /// <summary>
+    /// Fills <paramref name="destination"/> (the item's length) with the item's plaintext. With a mapping and the
+    /// accelerated backend the ciphertext is decrypted straight from the mapping (one pass); otherwise it is first
+    /// copied into <paramref name="staging"/> when that is large enough (a cache-resident buffer, so the destination
+    /// is written once) or into <paramref name="destination"/> and decrypted in place. Pages of the mapping the item
+    /// covered are released afterwards.
+    /// </summary>
+    public static void Read<T>(CryptoTensorsReader reader, FileMapping? mapping, LoadTarget<T> t, LoadWorkItem item, DataKeyCipherCache ciphers,
+        Span<byte> destination, Span<byte> staging)
+    {
+        var fileOffset = t.FileOffset + item.Offset;
+        var name = t.Tensor.Name;
+        if (t.Entry is not { } e)
+        {
+            if (mapping is not null) mapping.CopyTo(fileOffset, destination, name);
+            else reader.ReadAt(destination, fileOffset, name);
+        }
+        else
+        {
+            var cipher = ciphers.For(t.DekOffset);
+            if (mapping is not null && cipher.DecryptsFromMapping)
+            {
+                DecryptFromMapping(mapping, cipher, e, fileOffset, destination, item.Chunk, name);
+            }
+            else
+            {
+                var input = staging.Length >= destination.Length ? staging[..destination.Length] : destination;
+                if (mapping is not null) mapping.CopyTo(fileOffset, input, name);
+                else reader.ReadAt(input, fileOffset, name);
+                if (item.Chunk < 0) CryptoTensorsReader.DecryptWhole(name, cipher, e, input, destination);
+                else CryptoTensorsReader.DecryptChunk(name, cipher, e, input, destination, item.Chunk);
+            }
+        }
+        mapping?.Release(fileOffset, destination.Length);
+    }
+
+    private static void DecryptFromMapping(FileMapping mapping, AeadCipher cipher, EncryptionEntry e, long fileOffset, Span<byte> destination, long chunk, string name)
+    {
+        scoped Span<byte> derived = stackalloc byte[AeadAlgorithms.NonceSize];
+        scoped ReadOnlySpan<byte> nonce, tag;
+        if (chunk < 0)
+        {
+            if (destination.Length == 0 && e.Iv.Length == 0) return; // an empty v1 tensor with empty iv/tag (§3.6)
+            nonce = e.Iv;
+            tag = e.Tag;
+        }
+        else
+        {
+            ChunkNonce.TryDerive(e.BaseIv, chunk, derived);
+            nonce = derived;
+            tag = e.Tags.AsSpan((int)(chunk * AeadAlgorithms.TagSize), AeadAlgorithms.TagSize);
+        }
+        if (!mapping.TryDecrypt(cipher, nonce, fileOffset, tag, destination, name))
+            throw Errors.Create(ErrorCode.DecryptionFailed, "decryption failed: authentication tag mismatch", tensor: name, chunk: chunk < 0 ? null : chunk);
+    }
+}
