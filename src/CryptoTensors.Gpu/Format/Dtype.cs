@@ -85,6 +85,17 @@ public static class Dtypes
         return false;
     }
 
+    /// <summary>Parses a dtype name given as (unescaped) UTF-8 bytes (exact, case-sensitive).</summary>
+    internal static bool TryParseUtf8(ReadOnlySpan<byte> name, out Dtype dtype)
+    {
+        for (var i = 0; i < Utf8Names.Length; i++)
+        {
+            if (name.SequenceEqual(Utf8Names[i])) { dtype = (Dtype)i; return true; }
+        }
+        dtype = default;
+        return false;
+    }
+
     /// <summary>
     /// Byte size of a tensor of this dtype and shape, or an error code: <see cref="ErrorCode.ValidationOverflow"/>
     /// when the element count or bit count overflows 64 bits, <see cref="ErrorCode.MisalignedSlice"/> when the
