@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 
 namespace CryptoTensors.Gpu.Crypto;
@@ -35,6 +36,7 @@ internal static class Base64Strict
     /// rejects: a length that is not a multiple of 4, any byte outside the alphabet before the padding (whitespace
     /// included), more than two <c>=</c>, or non-zero bits in the last character before the padding.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool TryDecodeUtf8(ReadOnlySpan<byte> utf8, out byte[] bytes)
     {
         bytes = [];

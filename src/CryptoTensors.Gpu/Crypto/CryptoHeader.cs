@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using CryptoTensors.Gpu.Format;
 
@@ -184,6 +185,7 @@ internal sealed class EncryptionEntry
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static Dictionary<string, EncryptionEntry> Parse(ReadOnlySpan<byte> utf8)
     {
         var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { MaxDepth = 16 });
@@ -243,6 +245,7 @@ internal sealed class EncryptionEntry
 
     private static readonly byte[][] Utf8FieldNames = FieldNames.Select(System.Text.Encoding.UTF8.GetBytes).ToArray();
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int FieldIndex(ref Utf8JsonReader reader)
     {
         if (!reader.ValueIsEscaped)
@@ -262,6 +265,7 @@ internal sealed class EncryptionEntry
         return -1;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool DecodeValue(ref Utf8JsonReader reader, out byte[] bytes)
     {
         if (!reader.ValueIsEscaped) return Base64Strict.TryDecodeUtf8(reader.ValueSpan, out bytes);

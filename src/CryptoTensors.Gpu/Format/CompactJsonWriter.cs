@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Text;
 
@@ -128,6 +129,7 @@ internal static class CanonicalJson
     }
 
     /// <summary>Writes the escaped form of the UTF-8 string <paramref name="utf8"/> (no quotes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void WriteEscapedContent(IBufferWriter<byte> output, ReadOnlySpan<byte> utf8)
     {
         while (true)
@@ -166,6 +168,7 @@ internal static class CanonicalJson
     /// what <see cref="WriteEscapedContent(IBufferWriter{byte}, ReadOnlySpan{byte})"/> writes for its value: every escape is one
     /// the serializer itself would use, for a character it must escape. The raw bytes must be a valid JSON string.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool IsCanonicalEscaped(ReadOnlySpan<byte> raw)
     {
         while (true)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
@@ -82,6 +83,7 @@ public sealed class SafetensorsHeader
     /// <see cref="Parse(ReadOnlySpan{byte}, long?)"/> of a buffer the caller hands over: the header keeps it (the raw
     /// strings of the canonical re-serialization, <see cref="WriteCanonical"/>), so it must never be written again.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static SafetensorsHeader ParseOwned(byte[] header, long? fileLength)
     {
         if (header.Length > MaxHeaderLength)
@@ -159,6 +161,7 @@ public sealed class SafetensorsHeader
     }
 
     /// <summary>True when <paramref name="tensors"/> already are in <see cref="OffsetOrder"/> (as every writer emits them), so sorting can be skipped.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool IsInOffsetOrder(List<TensorInfo> tensors)
     {
         for (var i = 1; i < tensors.Count; i++)
@@ -169,6 +172,7 @@ public sealed class SafetensorsHeader
     }
 
     /// <summary>Where the current string token's raw (still escaped) bytes lie in the header, and whether they are already canonical.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static RawString RawOf(ref Utf8JsonReader reader, byte[] header)
     {
         var raw = reader.ValueSpan; // a slice of the header: the reader runs over one contiguous buffer
@@ -183,6 +187,7 @@ public sealed class SafetensorsHeader
     /// each <c>{"dtype","shape","data_offsets"}</c>. Strings whose stored form is already canonical are copied from the
     /// header as they are; any other string is re-escaped from its parsed value.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void WriteCanonical(IBufferWriter<byte> output, string? excludedMetadataKey)
     {
         output.Write("{"u8);
@@ -234,12 +239,14 @@ public sealed class SafetensorsHeader
         output.Write("\""u8);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteStringContent(IBufferWriter<byte> output, RawString raw, string value)
     {
         if (raw.Canonical) output.Write(_raw.AsSpan(raw.Start, raw.Length));
         else CanonicalJson.WriteEscapedContent(output, value);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WriteNumber(IBufferWriter<byte> output, ulong value)
     {
         var span = output.GetSpan(20);
@@ -249,6 +256,7 @@ public sealed class SafetensorsHeader
 
     internal static string FormatShape(IReadOnlyList<ulong> shape) => "[" + string.Join(',', shape) + "]";
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static Dictionary<string, string>? ReadMetadata(ref Utf8JsonReader reader, byte[] header, out List<RawMetadataEntry>? raw)
     {
         raw = null;
@@ -275,6 +283,7 @@ public sealed class SafetensorsHeader
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static TensorInfo ReadTensor(ref Utf8JsonReader reader, string name, RawString rawName)
     {
         Read(ref reader);
@@ -333,6 +342,7 @@ public sealed class SafetensorsHeader
         return new TensorInfo(name, dtype.Value, shape, begin, end) { RawName = rawName };
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool TryParseDtype(ref Utf8JsonReader reader, out Dtype dtype)
     {
         if (!reader.ValueIsEscaped) return Dtypes.TryParseUtf8(reader.ValueSpan, out dtype);
@@ -347,6 +357,7 @@ public sealed class SafetensorsHeader
     /// length the values go to <paramref name="large"/> (all of them), unless <paramref name="limit"/> is reached, when
     /// the rest are only counted.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int ReadU64Array(ref Utf8JsonReader reader, string tensor, string field, scoped Span<ulong> buffer, out ulong[]? large, int limit = int.MaxValue)
     {
         large = null;
@@ -375,12 +386,14 @@ public sealed class SafetensorsHeader
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool IsPlainInteger(ReadOnlySpan<byte> raw)
     {
         foreach (var b in raw) if (b is < (byte)'0' or > (byte)'9') return false;
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Read(ref Utf8JsonReader reader)
     {
         if (!reader.Read()) throw new JsonException("unexpected end of header");
@@ -396,6 +409,7 @@ public sealed class SafetensorsHeader
     {
         public static readonly OffsetOrder Instance = new();
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public int Compare(TensorInfo? x, TensorInfo? y)
         {
             var c = x!.Begin.CompareTo(y!.Begin);

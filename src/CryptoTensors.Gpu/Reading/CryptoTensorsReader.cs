@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using CryptoTensors.Gpu.Crypto;
 using CryptoTensors.Gpu.Format;
@@ -45,10 +46,22 @@ public sealed class CryptoTensorsReader : IDisposable
         _deks = deks;
         _algorithm = algorithm;
         MasterKeyAlg = masterAlg;
-        Tensors = header.Tensors.Select(t => new TensorDescriptor(t.Name, t.Dtype, t.Shape, t.ByteLength, crypto.ContainsKey(t.Name))).ToArray();
+        Tensors = Describe(header, crypto);
         var meta = header.Metadata ?? new Dictionary<string, string>();
         Metadata = meta.Where(kv => !ReservedFields.IsReserved(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
         ReservedMetadata = meta.Where(kv => ReservedFields.IsReserved(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static TensorDescriptor[] Describe(SafetensorsHeader header, Dictionary<string, TensorCrypto> crypto)
+    {
+        var result = new TensorDescriptor[header.Tensors.Count];
+        for (var i = 0; i < result.Length; i++)
+        {
+            var t = header.Tensors[i];
+            result[i] = new TensorDescriptor(t.Name, t.Dtype, t.Shape, t.ByteLength, crypto.ContainsKey(t.Name));
+        }
+        return result;
     }
 
     /// <summary>The file path.</summary>
@@ -187,6 +200,7 @@ public sealed class CryptoTensorsReader : IDisposable
             throw Errors.Create(ErrorCode.SignatureMismatch, "signature verification failed", field: ReservedFields.Signature);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (Dictionary<string, TensorCrypto>, SecretBuffer) UnwrapAll(Dictionary<string, EncryptionEntry> entries, SafetensorsHeader header, MasterKey master)
     {
         var keyLen = master.Algorithm.KeySize();
@@ -493,6 +507,7 @@ public sealed class CryptoTensorsReader : IDisposable
     internal ReadOnlySpan<byte> DataKeyAt(int dekOffset) => _deks!.Span.Slice(dekOffset, _algorithm.KeySize());
 
     /// <summary>Checks the nonce/tag fields of a tensor before any of its chunks is decrypted (the reader's rules).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void ValidateEntry(string name, EncryptionEntry e, long length, long? chunkSize)
     {
         if (chunkSize is not { } cs)
