@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 
 namespace CryptoTensors.Gpu.Crypto;
@@ -23,6 +24,7 @@ public sealed class AeadCipher : IDisposable
     /// zeroed on <see cref="Dispose"/>.
     /// </summary>
     /// <exception cref="CryptoTensorsException">A wrong key length, or <see cref="AeadBackend.IpsecMb"/> requested where it is unavailable.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public AeadCipher(AeadAlgorithm algorithm, ReadOnlySpan<byte> key, AeadBackend backend)
     {
         if (key.Length != algorithm.KeySize())
@@ -65,6 +67,7 @@ public sealed class AeadCipher : IDisposable
     /// when the tag does not authenticate; <paramref name="plaintext"/> is then zeroed, never left holding
     /// ciphertext or unauthenticated plaintext.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool TryDecrypt(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> ciphertext, ReadOnlySpan<byte> tag, Span<byte> plaintext,
         ReadOnlySpan<byte> associatedData = default)
     {
@@ -94,10 +97,12 @@ public sealed class AeadCipher : IDisposable
     /// Opens ciphertext at <paramref name="ciphertext"/> (inside a file mapping) into <paramref name="plaintext"/> under the
     /// shim's fault guard; see <see cref="IpsecMbAesGcm.OpenFromMapping"/> for the status codes.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal unsafe int DecryptFromMapping(ReadOnlySpan<byte> nonce, byte* ciphertext, ReadOnlySpan<byte> tag, Span<byte> plaintext)
         => _ipsec!.OpenFromMapping(nonce, ciphertext, tag, plaintext);
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Dispose()
     {
         _ipsec?.Dispose();

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 
 namespace CryptoTensors.Gpu.Crypto;
@@ -28,34 +29,40 @@ internal static class Base64Strict
         return true;
     }
 
-    /// <summary>Canonical standard base64 given as UTF-8 bytes (no allocation but the result); false for anything the reference rejects.</summary>
+    private static readonly SearchValues<byte> Alphabet = SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"u8);
+
+    /// <summary>
+    /// Canonical standard base64 given as UTF-8 bytes (no allocation but the result); false for anything the reference
+    /// rejects: a length that is not a multiple of 4, any byte outside the alphabet before the padding (whitespace
+    /// included), more than two <c>=</c>, or non-zero bits in the last character before the padding.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool TryDecodeUtf8(ReadOnlySpan<byte> utf8, out byte[] bytes)
     {
         bytes = [];
         if (utf8.Length % 4 != 0) return false;
         if (utf8.IsEmpty) return true;
-        var max = utf8.Length / 4 * 3;
-        byte[]? rented = null;
-        var decoded = max <= 512 ? stackalloc byte[max] : (rented = ArrayPool<byte>.Shared.Rent(max));
-        byte[]? rentedText = null;
-        try
-        {
-            if (System.Buffers.Text.Base64.DecodeFromUtf8(utf8, decoded, out var consumed, out var written) != OperationStatus.Done || consumed != utf8.Length)
-                return false;
-            // Canonical: re-encoding gives the same text (zero trailing bits, exact padding).
-            var text = utf8.Length <= 1024 ? stackalloc byte[utf8.Length] : (rentedText = ArrayPool<byte>.Shared.Rent(utf8.Length));
-            if (System.Buffers.Text.Base64.EncodeToUtf8(decoded[..written], text, out _, out var encoded) != OperationStatus.Done
-                || !text[..encoded].SequenceEqual(utf8))
-                return false;
-            bytes = decoded[..written].ToArray();
-            return true;
-        }
-        finally
-        {
-            if (rented is not null) ArrayPool<byte>.Shared.Return(rented);
-            if (rentedText is not null) ArrayPool<byte>.Shared.Return(rentedText);
-        }
+        var pad = utf8[^1] != (byte)'=' ? 0 : utf8[^2] != (byte)'=' ? 1 : 2;
+        var body = utf8[..^pad];
+        if (body.IndexOfAnyExcept(Alphabet) >= 0) return false;
+        // The bits after the last whole byte must be zero: 4 of them before "==", 2 before "=".
+        if (pad > 0 && (Sextet(body[^1]) & (pad == 2 ? 0x0F : 0x03)) != 0) return false;
+        var decoded = new byte[body.Length / 4 * 3 + (pad == 0 ? 0 : 3 - pad)];
+        if (System.Buffers.Text.Base64.DecodeFromUtf8(utf8, decoded, out var consumed, out var written) != OperationStatus.Done
+            || consumed != utf8.Length || written != decoded.Length)
+            return false;
+        bytes = decoded;
+        return true;
     }
+
+    private static int Sextet(byte c) => c switch
+    {
+        >= (byte)'A' and <= (byte)'Z' => c - 'A',
+        >= (byte)'a' and <= (byte)'z' => c - 'a' + 26,
+        >= (byte)'0' and <= (byte)'9' => c - '0' + 52,
+        (byte)'+' => 62,
+        _ => 63,
+    };
 
     /// <summary>
     /// Decodes key material leniently (standard or URL alphabet, padded or not: RFC 7517 JWKs use base64url

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers.Binary;
 
 namespace CryptoTensors.Gpu.Crypto;
@@ -9,6 +10,7 @@ namespace CryptoTensors.Gpu.Crypto;
 public static class ChunkNonce
 {
     /// <summary>Writes the nonce of chunk <paramref name="index"/>; false when the counter would overflow.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool TryDerive(ReadOnlySpan<byte> baseIv, long index, Span<byte> nonce)
     {
         if (baseIv.Length < AeadAlgorithms.NonceSize || index < 0 || index > uint.MaxValue) return false;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using CryptoTensors.Gpu.Format;
 
@@ -184,6 +185,7 @@ internal sealed class EncryptionEntry
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static Dictionary<string, EncryptionEntry> Parse(ReadOnlySpan<byte> utf8)
     {
         var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { MaxDepth = 16 });
@@ -197,7 +199,8 @@ internal sealed class EncryptionEntry
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
                 tensor = reader.GetString()!;
-                if (result.ContainsKey(tensor)) throw Errors.Create(ErrorCode.InvalidCryptoField, "duplicate entry", tensor: tensor, field: ReservedFields.Encryption);
+                ref var slot = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(result, tensor, out var exists);
+                if (exists) throw Errors.Create(ErrorCode.InvalidCryptoField, "duplicate entry", tensor: tensor, field: ReservedFields.Encryption);
                 if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
                     throw Errors.Create(ErrorCode.InvalidCryptoField, "entry must be an object", tensor: tensor, field: ReservedFields.Encryption);
                 Array.Clear(fields);
@@ -224,7 +227,7 @@ internal sealed class EncryptionEntry
                     if (fields[f] is null || fields[f].Length == 0)
                         throw Errors.Create(ErrorCode.InvalidWrappedKey, $"{FieldNames[f]} is empty", tensor: tensor, field: FieldNames[f]);
                 }
-                result[tensor] = new EncryptionEntry
+                slot = new EncryptionEntry
                 {
                     WrappedKey = fields[0], KeyIv = fields[1], KeyTag = fields[2],
                     Iv = fields[3] ?? [], Tag = fields[4] ?? [], BaseIv = fields[5] ?? [], Tags = fields[6] ?? [],
@@ -240,15 +243,29 @@ internal sealed class EncryptionEntry
         }
     }
 
+    private static readonly byte[][] Utf8FieldNames = FieldNames.Select(System.Text.Encoding.UTF8.GetBytes).ToArray();
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int FieldIndex(ref Utf8JsonReader reader)
     {
-        for (var i = 0; i < FieldNames.Length; i++)
+        if (!reader.ValueIsEscaped)
         {
-            if (reader.ValueTextEquals(FieldNames[i])) return i;
+            // The usual case: compare the stored bytes (no per-name transcoding of the candidates).
+            var name = reader.ValueSpan;
+            for (var i = 0; i < Utf8FieldNames.Length; i++)
+            {
+                if (name.SequenceEqual(Utf8FieldNames[i])) return i;
+            }
+            return -1;
+        }
+        for (var i = 0; i < Utf8FieldNames.Length; i++)
+        {
+            if (reader.ValueTextEquals(Utf8FieldNames[i])) return i;
         }
         return -1;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool DecodeValue(ref Utf8JsonReader reader, out byte[] bytes)
     {
         if (!reader.ValueIsEscaped) return Base64Strict.TryDecodeUtf8(reader.ValueSpan, out bytes);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using CryptoTensors.Gpu.Loading.Native;
 
@@ -56,6 +57,7 @@ internal sealed unsafe class IpsecMbAesGcm : IDisposable
     internal static string? Description => UnavailableReason is null ? AesGcmNativeMethods.Info : null;
 
     /// <summary>A cipher for a 16- or 32-byte key. Callers check <see cref="UnavailableReason"/> first.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static IpsecMbAesGcm Create(ReadOnlySpan<byte> key) => new(AesGcmKeyHandle.Create(key));
 
     /// <summary>Test hook: forgets the outcome of the start-up check and runs it again, lazily, with <paramref name="vectors"/> (default: the real ones).</summary>
@@ -154,6 +156,7 @@ internal sealed unsafe class IpsecMbAesGcm : IDisposable
     }
 
     /// <summary>Opens into <paramref name="plaintext"/> (may be the ciphertext buffer); false and zeroed output on a tag mismatch.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal bool TryDecrypt(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> ciphertext, ReadOnlySpan<byte> tag, Span<byte> plaintext, ReadOnlySpan<byte> associatedData)
     {
         if (nonce.Length != AeadAlgorithms.NonceSize || tag.Length != AeadAlgorithms.TagSize)
@@ -187,6 +190,7 @@ internal sealed unsafe class IpsecMbAesGcm : IDisposable
     /// <see cref="AesGcmNativeMethods.AuthenticationFailed"/> (output zeroed) or <see cref="NativeMethods.MappedFileEnded"/>
     /// (the file shrank under the mapping; the output holds partial data the caller must clear).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal int OpenFromMapping(ReadOnlySpan<byte> nonce, byte* ciphertext, ReadOnlySpan<byte> tag, Span<byte> plaintext)
     {
         if (nonce.Length != AeadAlgorithms.NonceSize || tag.Length != AeadAlgorithms.TagSize)

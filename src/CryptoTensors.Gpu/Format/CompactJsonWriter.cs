@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Text;
 
@@ -12,7 +13,6 @@ namespace CryptoTensors.Gpu.Format;
 /// </summary>
 internal sealed class CompactJsonWriter
 {
-    private static readonly UTF8Encoding StrictUtf8 = new(false, true);
     private readonly ArrayBufferWriter<byte> _out;
     private readonly Stack<bool> _first = new();
     private bool _afterName;
@@ -92,43 +92,109 @@ internal sealed class CompactJsonWriter
 
     private void WriteEscaped(string value)
     {
+        Raw((byte)'"');
+        CanonicalJson.WriteEscapedContent(_out, value);
+        Raw((byte)'"');
+    }
+
+    private void WriteEscapedUtf8(ReadOnlySpan<byte> utf8)
+    {
+        Raw((byte)'"');
+        CanonicalJson.WriteEscapedContent(_out, utf8);
+        Raw((byte)'"');
+    }
+
+}
+
+/// <summary>
+/// serde_json's string escaping (FORMAT.md §1.6): only <c>"</c>, <c>\</c> and U+0000..U+001F are escaped, with the
+/// short forms for \b \f \n \r \t and <c>\u00xx</c> (lower-case hex) for the other control characters.
+/// </summary>
+internal static class CanonicalJson
+{
+    private static readonly UTF8Encoding StrictUtf8 = new(false, true);
+    private static readonly SearchValues<byte> Escaped = SearchValues.Create(
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, (byte)'"', (byte)'\\']);
+
+    /// <summary>Writes the escaped form of <paramref name="value"/> (no quotes); a lone surrogate is <see cref="ErrorCode.InvalidJson"/>.</summary>
+    public static void WriteEscapedContent(IBufferWriter<byte> output, string value)
+    {
         byte[] utf8;
         try { utf8 = StrictUtf8.GetBytes(value); }
         catch (EncoderFallbackException e)
         {
             throw Errors.Create(ErrorCode.InvalidJson, "string is not valid Unicode (lone surrogate)", inner: e);
         }
-        WriteEscapedUtf8(utf8);
+        WriteEscapedContent(output, utf8);
     }
 
-    private void WriteEscapedUtf8(ReadOnlySpan<byte> utf8)
+    /// <summary>Writes the escaped form of the UTF-8 string <paramref name="utf8"/> (no quotes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void WriteEscapedContent(IBufferWriter<byte> output, ReadOnlySpan<byte> utf8)
     {
-        Raw((byte)'"');
-        var start = 0;
-        for (var i = 0; i < utf8.Length; i++)
+        while (true)
         {
+            var i = utf8.IndexOfAny(Escaped);
+            if (i < 0)
+            {
+                output.Write(utf8);
+                return;
+            }
+            output.Write(utf8[..i]);
             var b = utf8[i];
-            if (b >= 0x20 && b != (byte)'"' && b != (byte)'\\') continue;
-            _out.Write(utf8[start..i]);
-            start = i + 1;
+            utf8 = utf8[(i + 1)..];
             switch (b)
             {
-                case (byte)'"': RawAscii("\\\""); break;
-                case (byte)'\\': RawAscii("\\\\"); break;
-                case 0x08: RawAscii("\\b"); break;
-                case 0x0C: RawAscii("\\f"); break;
-                case 0x0A: RawAscii("\\n"); break;
-                case 0x0D: RawAscii("\\r"); break;
-                case 0x09: RawAscii("\\t"); break;
+                case (byte)'"': output.Write("\\\""u8); break;
+                case (byte)'\\': output.Write("\\\\"u8); break;
+                case 0x08: output.Write("\\b"u8); break;
+                case 0x0C: output.Write("\\f"u8); break;
+                case 0x0A: output.Write("\\n"u8); break;
+                case 0x0D: output.Write("\\r"u8); break;
+                case 0x09: output.Write("\\t"u8); break;
                 default:
-                    RawAscii("\\u00");
-                    Raw(Hex(b >> 4));
-                    Raw(Hex(b & 0xF));
+                    var span = output.GetSpan(6);
+                    "\\u00"u8.CopyTo(span);
+                    span[4] = Hex(b >> 4);
+                    span[5] = Hex(b & 0xF);
+                    output.Advance(6);
                     break;
             }
         }
-        _out.Write(utf8[start..]);
-        Raw((byte)'"');
+    }
+
+    /// <summary>
+    /// Whether <paramref name="raw"/>, the content of a JSON string as stored (escapes included, quotes excluded), is exactly
+    /// what <see cref="WriteEscapedContent(IBufferWriter{byte}, ReadOnlySpan{byte})"/> writes for its value: every escape is one
+    /// the serializer itself would use, for a character it must escape. The raw bytes must be a valid JSON string.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static bool IsCanonicalEscaped(ReadOnlySpan<byte> raw)
+    {
+        while (true)
+        {
+            var i = raw.IndexOfAny(Escaped);
+            if (i < 0) return true;
+            if (raw[i] != (byte)'\\' || i + 1 >= raw.Length) return false; // raw control characters and quotes are not valid JSON
+            switch (raw[i + 1])
+            {
+                case (byte)'"' or (byte)'\\' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t':
+                    raw = raw[(i + 2)..];
+                    break;
+                case (byte)'u':
+                    // Only \u0000..\u001f in lower-case hex, and not the five characters that have a short form.
+                    if (i + 6 > raw.Length || raw[i + 2] != (byte)'0' || raw[i + 3] != (byte)'0') return false;
+                    var hi = raw[i + 4];
+                    var lo = raw[i + 5];
+                    if (hi is not ((byte)'0' or (byte)'1') || lo is not ((>= (byte)'0' and <= (byte)'9') or (>= (byte)'a' and <= (byte)'f'))) return false;
+                    var c = ((hi - '0') << 4) | (lo <= '9' ? lo - '0' : lo - 'a' + 10);
+                    if (c is 0x08 or 0x09 or 0x0A or 0x0C or 0x0D) return false;
+                    raw = raw[(i + 6)..];
+                    break;
+                default:
+                    return false; // \/ and \u escapes of characters that are written raw
+            }
+        }
     }
 
     private static byte Hex(int nibble) => (byte)(nibble < 10 ? '0' + nibble : 'a' + nibble - 10);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace CryptoTensors.Gpu.Format;
 
 /// <summary>
@@ -85,11 +86,24 @@ public static class Dtypes
         return false;
     }
 
+    /// <summary>Parses a dtype name given as (unescaped) UTF-8 bytes (exact, case-sensitive).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static bool TryParseUtf8(ReadOnlySpan<byte> name, out Dtype dtype)
+    {
+        for (var i = 0; i < Utf8Names.Length; i++)
+        {
+            if (name.SequenceEqual(Utf8Names[i])) { dtype = (Dtype)i; return true; }
+        }
+        dtype = default;
+        return false;
+    }
+
     /// <summary>
     /// Byte size of a tensor of this dtype and shape, or an error code: <see cref="ErrorCode.ValidationOverflow"/>
     /// when the element count or bit count overflows 64 bits, <see cref="ErrorCode.MisalignedSlice"/> when the
     /// bits do not fill whole bytes.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static ErrorCode? TryByteSize(this Dtype dtype, ReadOnlySpan<ulong> shape, out ulong bytes)
     {
         bytes = 0;
@@ -104,6 +118,7 @@ public static class Dtypes
         return null;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool TryMul(ulong a, ulong b, out ulong r)
     {
         var hi = Math.BigMul(a, b, out r);

@@ -1,4 +1,7 @@
+using System.Runtime.CompilerServices;
+using System.Buffers;
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
@@ -17,14 +20,18 @@ public sealed class SafetensorsHeader
 
     private const int MaxJsonDepth = 64;
     private readonly Dictionary<string, TensorInfo> _byName;
+    private readonly byte[] _raw;
+    private readonly List<RawMetadataEntry>? _rawMetadata;
 
-    private SafetensorsHeader(long headerLength, Dictionary<string, string>? metadata, List<TensorInfo> ordered)
+    private SafetensorsHeader(byte[] raw, long headerLength, Dictionary<string, string>? metadata, List<RawMetadataEntry>? rawMetadata,
+        List<TensorInfo> ordered, Dictionary<string, TensorInfo> byName)
     {
+        _raw = raw;
         HeaderLength = headerLength;
         Metadata = metadata;
+        _rawMetadata = rawMetadata;
         Tensors = ordered;
-        _byName = new Dictionary<string, TensorInfo>(ordered.Count, StringComparer.Ordinal);
-        foreach (var t in ordered) _byName.Add(t.Name, t);
+        _byName = byName;
         DataLength = ordered.Count == 0 ? 0 : (long)ordered[^1].End;
     }
 
@@ -69,12 +76,26 @@ public sealed class SafetensorsHeader
     {
         if (header.Length > MaxHeaderLength)
             throw Errors.Create(ErrorCode.HeaderTooLarge, $"header too large: {header.Length} bytes (limit {MaxHeaderLength})");
+        return ParseOwned(header.ToArray(), fileLength);
+    }
+
+    /// <summary>
+    /// <see cref="Parse(ReadOnlySpan{byte}, long?)"/> of a buffer the caller hands over: the header keeps it (the raw
+    /// strings of the canonical re-serialization, <see cref="WriteCanonical"/>), so it must never be written again.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static SafetensorsHeader ParseOwned(byte[] header, long? fileLength)
+    {
+        if (header.Length > MaxHeaderLength)
+            throw Errors.Create(ErrorCode.HeaderTooLarge, $"header too large: {header.Length} bytes (limit {MaxHeaderLength})");
         if (!Utf8.IsValid(header))
             throw Errors.Create(ErrorCode.InvalidUtf8, "invalid UTF-8 in header");
 
         Dictionary<string, string>? metadata = null;
+        List<RawMetadataEntry>? rawMetadata = null;
+        var metadataSeen = false;
         var tensors = new List<TensorInfo>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var byName = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
         var reader = new Utf8JsonReader(header, new JsonReaderOptions { MaxDepth = MaxJsonDepth, CommentHandling = JsonCommentHandling.Disallow });
         try
         {
@@ -83,11 +104,22 @@ public sealed class SafetensorsHeader
             {
                 Read(ref reader);
                 if (reader.TokenType == JsonTokenType.EndObject) break;
+                if (reader.ValueTextEquals("__metadata__"u8))
+                {
+                    if (metadataSeen)
+                        throw Errors.Create(ErrorCode.DuplicateKey, "invalid JSON in header: duplicate key '__metadata__'", field: "__metadata__");
+                    metadataSeen = true;
+                    metadata = ReadMetadata(ref reader, header, out rawMetadata);
+                    continue;
+                }
+                var rawName = RawOf(ref reader, header);
                 var key = reader.GetString()!;
-                if (!seen.Add(key))
+                ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(byName, key, out var exists);
+                if (exists)
                     throw Errors.Create(ErrorCode.DuplicateKey, $"invalid JSON in header: duplicate key '{key}'", field: key);
-                if (key == "__metadata__") metadata = ReadMetadata(ref reader);
-                else tensors.Add(ReadTensor(ref reader, key));
+                var tensor = ReadTensor(ref reader, key, rawName);
+                slot = tensor;
+                tensors.Add(tensor);
             }
             if (reader.Read())
                 throw Errors.Create(ErrorCode.InvalidJson, "invalid JSON in header: trailing characters after the object");
@@ -103,7 +135,7 @@ public sealed class SafetensorsHeader
             throw Errors.Create(ErrorCode.InvalidJson, $"invalid JSON in header at byte {reader.BytesConsumed}: {e.Message}", inner: e);
         }
 
-        tensors.Sort(OffsetOrder.Instance);
+        if (!IsInOffsetOrder(tensors)) tensors.Sort(OffsetOrder.Instance);
         ulong previousEnd = 0;
         foreach (var t in tensors)
         {
@@ -121,110 +153,247 @@ public sealed class SafetensorsHeader
         if (previousEnd > long.MaxValue - (ulong)header.Length - 8)
             throw Errors.Create(ErrorCode.ValidationOverflow, "data section larger than a file can be");
 
-        var result = new SafetensorsHeader(header.Length, metadata, tensors);
+        var result = new SafetensorsHeader(header, header.Length, metadata, rawMetadata, tensors, byName);
         if (fileLength is { } len && result.DataStart + result.DataLength != len)
             throw Errors.Create(ErrorCode.IncompleteBuffer,
                 $"incomplete metadata, file not fully covered: tensors end at byte {result.DataStart + result.DataLength}, file has {len}");
         return result;
     }
 
+    /// <summary>True when <paramref name="tensors"/> already are in <see cref="OffsetOrder"/> (as every writer emits them), so sorting can be skipped.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool IsInOffsetOrder(List<TensorInfo> tensors)
+    {
+        for (var i = 1; i < tensors.Count; i++)
+        {
+            if (OffsetOrder.Instance.Compare(tensors[i - 1], tensors[i]) > 0) return false;
+        }
+        return true;
+    }
+
+    /// <summary>Where the current string token's raw (still escaped) bytes lie in the header, and whether they are already canonical.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static RawString RawOf(ref Utf8JsonReader reader, byte[] header)
+    {
+        var raw = reader.ValueSpan; // a slice of the header: the reader runs over one contiguous buffer
+        if (raw.IsEmpty) return new RawString(0, 0, true);
+        if (!header.AsSpan().Overlaps(raw, out var start)) throw new InvalidOperationException("a JSON token outside the header");
+        return new RawString(start, raw.Length, !reader.ValueIsEscaped || CanonicalJson.IsCanonicalEscaped(raw));
+    }
+
+    /// <summary>
+    /// Writes the canonical (serde_json compact, FORMAT.md §1.6 and §4.1) serialization of this header: <c>__metadata__</c>
+    /// first, its keys in UTF-8 order without <paramref name="excludedMetadataKey"/>, then the tensors in offset order,
+    /// each <c>{"dtype","shape","data_offsets"}</c>. Strings whose stored form is already canonical are copied from the
+    /// header as they are; any other string is re-escaped from its parsed value.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal void WriteCanonical(IBufferWriter<byte> output, string? excludedMetadataKey)
+    {
+        output.Write("{"u8);
+        var first = true;
+        if (Metadata is not null)
+        {
+            output.Write("\"__metadata__\":{"u8);
+            var entries = _rawMetadata!.ToArray();
+            Array.Sort(entries, static (x, y) => Utf8Order.Instance.Compare(x.Key, y.Key));
+            var firstEntry = true;
+            foreach (var e in entries)
+            {
+                if (e.Key == excludedMetadataKey) continue;
+                if (!firstEntry) output.Write(","u8);
+                firstEntry = false;
+                WriteString(output, e.RawKey, e.Key);
+                output.Write(":"u8);
+                WriteString(output, e.RawValue, e.Value);
+            }
+            output.Write("}"u8);
+            first = false;
+        }
+        foreach (var t in Tensors)
+        {
+            output.Write(first ? "\""u8 : ",\""u8);
+            first = false;
+            WriteStringContent(output, t.RawName, t.Name);
+            output.Write("\":{\"dtype\":\""u8);
+            output.Write(t.Dtype.Utf8Name());
+            output.Write("\",\"shape\":["u8);
+            for (var i = 0; i < t.ShapeU64.Length; i++)
+            {
+                if (i > 0) output.Write(","u8);
+                WriteNumber(output, t.ShapeU64[i]);
+            }
+            output.Write("],\"data_offsets\":["u8);
+            WriteNumber(output, t.Begin);
+            output.Write(","u8);
+            WriteNumber(output, t.End);
+            output.Write("]}"u8);
+        }
+        output.Write("}"u8);
+    }
+
+    private void WriteString(IBufferWriter<byte> output, RawString raw, string value)
+    {
+        output.Write("\""u8);
+        WriteStringContent(output, raw, value);
+        output.Write("\""u8);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void WriteStringContent(IBufferWriter<byte> output, RawString raw, string value)
+    {
+        if (raw.Canonical) output.Write(_raw.AsSpan(raw.Start, raw.Length));
+        else CanonicalJson.WriteEscapedContent(output, value);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void WriteNumber(IBufferWriter<byte> output, ulong value)
+    {
+        var span = output.GetSpan(20);
+        System.Buffers.Text.Utf8Formatter.TryFormat(value, span, out var n);
+        output.Advance(n);
+    }
+
     internal static string FormatShape(IReadOnlyList<ulong> shape) => "[" + string.Join(',', shape) + "]";
 
-    private static Dictionary<string, string>? ReadMetadata(ref Utf8JsonReader reader)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static Dictionary<string, string>? ReadMetadata(ref Utf8JsonReader reader, byte[] header, out List<RawMetadataEntry>? raw)
     {
+        raw = null;
         Read(ref reader);
         if (reader.TokenType == JsonTokenType.Null) return null;
         if (reader.TokenType != JsonTokenType.StartObject)
             throw Errors.Create(ErrorCode.InvalidJson, "invalid JSON in header: __metadata__ must be an object of strings", field: "__metadata__");
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        raw = [];
         while (true)
         {
             Read(ref reader);
             if (reader.TokenType == JsonTokenType.EndObject) return map;
+            var rawKey = RawOf(ref reader, header);
             var key = reader.GetString()!;
             Read(ref reader);
             if (reader.TokenType != JsonTokenType.String)
                 throw Errors.Create(ErrorCode.InvalidJson, $"invalid JSON in header: metadata value of '{key}' is not a string", field: "__metadata__");
-            if (!map.TryAdd(key, reader.GetString()!))
+            var rawValue = RawOf(ref reader, header);
+            var value = reader.GetString()!;
+            if (!map.TryAdd(key, value))
                 throw Errors.Create(ErrorCode.DuplicateKey, $"invalid JSON in header: duplicate metadata key '{key}'", field: "__metadata__");
+            raw.Add(new RawMetadataEntry(key, rawKey, value, rawValue));
         }
     }
 
-    private static TensorInfo ReadTensor(ref Utf8JsonReader reader, string name)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static TensorInfo ReadTensor(ref Utf8JsonReader reader, string name, RawString rawName)
     {
         Read(ref reader);
         if (reader.TokenType != JsonTokenType.StartObject)
             throw Errors.Create(ErrorCode.InvalidJson, "invalid JSON in header: tensor entry must be an object", tensor: name);
         Dtype? dtype = null;
         ulong[]? shape = null;
-        ulong[]? offsets = null;
+        ulong begin = 0, end = 0;
+        var haveOffsets = false;
+        Span<ulong> values = stackalloc ulong[8];
         while (true)
         {
             Read(ref reader);
             if (reader.TokenType == JsonTokenType.EndObject) break;
-            var field = reader.GetString()!;
-            switch (field)
+            if (reader.ValueTextEquals("dtype"u8))
             {
-                case "dtype":
-                    if (dtype is not null) throw Duplicate(name, field);
-                    Read(ref reader);
-                    if (reader.TokenType != JsonTokenType.String)
-                        throw Errors.Create(ErrorCode.InvalidJson, "invalid JSON in header: dtype must be a string", tensor: name, field: field);
-                    var dn = reader.GetString()!;
-                    if (!Dtypes.TryParse(dn, out var d))
-                        throw Errors.Create(ErrorCode.UnknownDtype, $"invalid JSON in header: unknown dtype '{dn}'", tensor: name, field: field);
-                    dtype = d;
-                    break;
-                case "shape":
-                    if (shape is not null) throw Duplicate(name, field);
-                    shape = ReadU64Array(ref reader, name, field);
-                    break;
-                case "data_offsets":
-                    if (offsets is not null) throw Duplicate(name, field);
-                    offsets = ReadU64Array(ref reader, name, field);
-                    if (offsets.Length != 2)
-                        throw Errors.Create(ErrorCode.InvalidJson, $"invalid JSON in header: data_offsets must hold exactly 2 integers, not {offsets.Length}", tensor: name, field: field);
-                    break;
-                default:
-                    // Unknown fields are ignored by the reference (serde), and are not signed.
-                    Read(ref reader);
-                    if (!reader.TrySkip()) throw new JsonException("incomplete value");
-                    break;
+                const string field = "dtype";
+                if (dtype is not null) throw Duplicate(name, field);
+                Read(ref reader);
+                if (reader.TokenType != JsonTokenType.String)
+                    throw Errors.Create(ErrorCode.InvalidJson, "invalid JSON in header: dtype must be a string", tensor: name, field: field);
+                if (!TryParseDtype(ref reader, out var d))
+                    throw Errors.Create(ErrorCode.UnknownDtype, $"invalid JSON in header: unknown dtype '{reader.GetString()}'", tensor: name, field: field);
+                dtype = d;
+            }
+            else if (reader.ValueTextEquals("shape"u8))
+            {
+                const string field = "shape";
+                if (shape is not null) throw Duplicate(name, field);
+                var count = ReadU64Array(ref reader, name, field, values, out var large);
+                shape = large ?? values[..count].ToArray();
+            }
+            else if (reader.ValueTextEquals("data_offsets"u8))
+            {
+                const string field = "data_offsets";
+                if (haveOffsets) throw Duplicate(name, field);
+                var pair = values[..2];
+                var count = ReadU64Array(ref reader, name, field, pair, out _, limit: 2);
+                if (count != 2)
+                    throw Errors.Create(ErrorCode.InvalidJson, $"invalid JSON in header: data_offsets must hold exactly 2 integers, not {count}", tensor: name, field: field);
+                (begin, end) = (pair[0], pair[1]);
+                haveOffsets = true;
+            }
+            else
+            {
+                // Unknown fields are ignored by the reference (serde), and are not signed.
+                Read(ref reader);
+                if (!reader.TrySkip()) throw new JsonException("incomplete value");
             }
         }
-        if (dtype is null || shape is null || offsets is null)
+        if (dtype is null || shape is null || !haveOffsets)
         {
             var missing = dtype is null ? "dtype" : shape is null ? "shape" : "data_offsets";
             throw Errors.Create(ErrorCode.InvalidJson, $"invalid JSON in header: missing field `{missing}`", tensor: name, field: missing);
         }
-        return new TensorInfo(name, dtype.Value, shape, offsets[0], offsets[1]);
+        return new TensorInfo(name, dtype.Value, shape, begin, end) { RawName = rawName };
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool TryParseDtype(ref Utf8JsonReader reader, out Dtype dtype)
+    {
+        if (!reader.ValueIsEscaped) return Dtypes.TryParseUtf8(reader.ValueSpan, out dtype);
+        return Dtypes.TryParse(reader.GetString(), out dtype);
     }
 
     private static CryptoTensorsException Duplicate(string tensor, string field)
         => Errors.Create(ErrorCode.DuplicateKey, $"invalid JSON in header: duplicate field `{field}`", tensor: tensor, field: field);
 
-    private static ulong[] ReadU64Array(ref Utf8JsonReader reader, string tensor, string field)
+    /// <summary>
+    /// Reads an array of unsigned integers into <paramref name="buffer"/>; returns how many it held. Past the buffer's
+    /// length the values go to <paramref name="large"/> (all of them), unless <paramref name="limit"/> is reached, when
+    /// the rest are only counted.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int ReadU64Array(ref Utf8JsonReader reader, string tensor, string field, scoped Span<ulong> buffer, out ulong[]? large, int limit = int.MaxValue)
     {
+        large = null;
+        List<ulong>? spill = null;
         Read(ref reader);
         if (reader.TokenType != JsonTokenType.StartArray)
             throw Errors.Create(ErrorCode.InvalidJson, $"invalid JSON in header: {field} must be an array of unsigned integers", tensor: tensor, field: field);
-        var values = new List<ulong>(4);
+        var count = 0;
         while (true)
         {
             Read(ref reader);
-            if (reader.TokenType == JsonTokenType.EndArray) return values.ToArray();
+            if (reader.TokenType == JsonTokenType.EndArray)
+            {
+                large = spill?.ToArray();
+                return count;
+            }
             if (reader.TokenType != JsonTokenType.Number || !IsPlainInteger(reader.ValueSpan) || !reader.TryGetUInt64(out var v))
                 throw Errors.Create(ErrorCode.InvalidJson, $"invalid JSON in header: {field} must hold unsigned 64-bit integers", tensor: tensor, field: field);
-            values.Add(v);
+            if (count < buffer.Length) buffer[count] = v;
+            else if (count < limit)
+            {
+                spill ??= new List<ulong>(buffer.ToArray());
+                spill.Add(v);
+            }
+            count++;
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool IsPlainInteger(ReadOnlySpan<byte> raw)
     {
         foreach (var b in raw) if (b is < (byte)'0' or > (byte)'9') return false;
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Read(ref Utf8JsonReader reader)
     {
         if (!reader.Read()) throw new JsonException("unexpected end of header");
@@ -240,6 +409,7 @@ public sealed class SafetensorsHeader
     {
         public static readonly OffsetOrder Instance = new();
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public int Compare(TensorInfo? x, TensorInfo? y)
         {
             var c = x!.Begin.CompareTo(y!.Begin);
@@ -250,6 +420,12 @@ public sealed class SafetensorsHeader
         }
     }
 }
+
+/// <summary>A string of a parsed header as stored: where its escaped bytes lie, and whether they are the canonical escaping (§1.6).</summary>
+internal readonly record struct RawString(int Start, int Length, bool Canonical);
+
+/// <summary>A <c>__metadata__</c> entry with the stored forms of its key and value.</summary>
+internal readonly record struct RawMetadataEntry(string Key, RawString RawKey, string Value, RawString RawValue);
 
 /// <summary>The reference writer's tensor order: dtype descending (enum order), then name by UTF-8 bytes.</summary>
 public static class WriterOrder

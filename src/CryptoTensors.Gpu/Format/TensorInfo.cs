@@ -20,6 +20,9 @@ public sealed class TensorInfo
 
     internal ulong[] ShapeU64 { get; }
 
+    /// <summary>Where the name lies, still escaped, in the header it was parsed from (not canonical when unknown).</summary>
+    internal RawString RawName { get; init; }
+
     /// <summary>The shape (empty for a scalar).</summary>
     public IReadOnlyList<ulong> Shape => ShapeU64;
 

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using CryptoTensors.Gpu.Crypto;
 using CryptoTensors.Gpu.Reading;
 
@@ -30,6 +31,7 @@ internal static class LoadWorkPlan
     }
 
     /// <summary>The load target of <paramref name="tensor"/> going to <paramref name="destination"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static LoadTarget<T> Target<T>(CryptoTensorsReader reader, TensorDescriptor tensor, T destination)
     {
         reader.Header.TryGetTensor(tensor.Name, out var info);
@@ -38,6 +40,7 @@ internal static class LoadWorkPlan
     }
 
     /// <summary>Checks every encrypted target's nonce/tag fields (the reader's rules) before any chunk is decrypted.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Validate<T>(IEnumerable<LoadTarget<T>> targets, long? chunkSize)
     {
         foreach (var t in targets)
@@ -50,6 +53,7 @@ internal static class LoadWorkPlan
     /// The work items of <paramref name="targets"/> in order, and how many each target has: encrypted tensors by
     /// <paramref name="chunkSize"/> (whole when null: v1), plain ones in <paramref name="plainBlock"/>-byte blocks.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static (List<LoadWorkItem> Items, int[] PerTensor) Build<T>(IReadOnlyList<LoadTarget<T>> targets, long? chunkSize, int plainBlock)
     {
         var items = new List<LoadWorkItem>();
@@ -70,6 +74,27 @@ internal static class LoadWorkPlan
         }
         return (items, perTensor);
     }
+
+    /// <summary>
+    /// Consecutive runs <c>[First, End)</c> of <paramref name="items"/>, each closed once it holds
+    /// <paramref name="batchBytes"/> bytes or more: an item that large is a run of its own, small ones share one.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static List<(int First, int End)> Batches(List<LoadWorkItem> items, int batchBytes)
+    {
+        var batches = new List<(int, int)>();
+        var first = 0;
+        long bytes = 0;
+        for (var i = 0; i < items.Count; i++)
+        {
+            bytes += Math.Max(items[i].Length, 1);
+            if (bytes < batchBytes && i + 1 < items.Count) continue;
+            batches.Add((first, i + 1));
+            first = i + 1;
+            bytes = 0;
+        }
+        return batches;
+    }
 }
 
 /// <summary>A worker's cipher for the data key it used last (consecutive chunks share a key). Not thread-safe.</summary>
@@ -78,6 +103,7 @@ internal sealed class DataKeyCipherCache(CryptoTensorsReader reader) : IDisposab
     private AeadCipher? _cipher;
     private int _dekOffset = -1;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public AeadCipher For(int dekOffset)
     {
         if (dekOffset == _dekOffset && _cipher is not null) return _cipher;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using CryptoTensors.Gpu.Crypto;
 using CryptoTensors.Gpu.Loading.Native;
 using CryptoTensors.Gpu.Reading;
@@ -43,6 +44,7 @@ public static unsafe class ModelLoader
     }
 
     /// <summary>Loads the selected tensors into memory the caller owns (host memory, pinned for the duration).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void LoadInto(CryptoTensorsReader reader, Func<TensorDescriptor, TensorDestination> destinationOf,
         LoadOptions? options = null, CancellationToken cancellationToken = default)
     {
@@ -58,8 +60,12 @@ public static unsafe class ModelLoader
         }
 
         var (items, remaining) = LoadWorkPlan.Build(targets, chunkSize, options.PlainBlockSize);
+        // Small items (tiny tensors, small chunks) are scheduled in runs of about BatchBytes, so the per-iteration cost
+        // of the scheduler is paid per run, not per 4 KiB tensor; large items stay one per iteration.
+        var batches = LoadWorkPlan.Batches(items, BatchBytes);
 
-        var total = targets.Sum(t => t.Tensor.ByteLength);
+        var progress = options.Progress;
+        var total = progress is null ? 0 : targets.Sum(t => t.Tensor.ByteLength);
         long bytesDone = 0;
         var tensorsDone = remaining.Count(r => r == 0);
         var errors = new System.Collections.Concurrent.ConcurrentBag<(int Item, Exception Error)>();
@@ -71,24 +77,29 @@ public static unsafe class ModelLoader
             if (ReadPaths.Resolve(options.ReadPath) == ReadPath.MemoryMapped && reader.FileLength > 0)
                 mapping = FileMapping.Open(reader.FileHandle, reader.FileLength);
             var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.MaxDegreeOfParallelism), CancellationToken = cancellationToken };
-            Parallel.For(0, items.Count, parallel, () => new WorkerState(reader), (index, loop, state) =>
+            Parallel.For(0, batches.Count, parallel, () => new WorkerState(reader), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (batch, loop, state) =>
             {
-                if (loop.ShouldExitCurrentIteration) return state;
-                var item = items[index];
-                var t = targets[item.Tensor];
-                try
+                var (first, end) = batches[batch];
+                for (var index = first; index < end; index++)
                 {
-                    Process(reader, t, item, state, mapping);
+                    if (loop.ShouldExitCurrentIteration || cancellationToken.IsCancellationRequested) return state;
+                    var item = items[index];
+                    var t = targets[item.Tensor];
+                    try
+                    {
+                        Process(reader, t, item, state, mapping);
+                    }
+                    catch (Exception e)
+                    {
+                        errors.Add((index, e));
+                        loop.Stop();
+                        return state;
+                    }
+                    if (progress is null) continue;
+                    var done = Interlocked.Add(ref bytesDone, item.Length);
+                    var finished = Interlocked.Decrement(ref remaining[item.Tensor]) == 0 ? Interlocked.Increment(ref tensorsDone) : Volatile.Read(ref tensorsDone);
+                    progress.Report(new TensorProgress(done, total, finished, targets.Count));
                 }
-                catch (Exception e)
-                {
-                    errors.Add((index, e));
-                    loop.Stop();
-                    return state;
-                }
-                var done = Interlocked.Add(ref bytesDone, item.Length);
-                var finished = Interlocked.Decrement(ref remaining[item.Tensor]) == 0 ? Interlocked.Increment(ref tensorsDone) : Volatile.Read(ref tensorsDone);
-                options.Progress?.Report(new TensorProgress(done, total, finished, targets.Count));
                 return state;
             }, state => state.Dispose());
             cancellationToken.ThrowIfCancellationRequested();
@@ -112,12 +123,16 @@ public static unsafe class ModelLoader
         }
     }
 
+    /// <summary>Bytes of small work items one scheduler iteration takes (see <see cref="LoadWorkPlan.Batches"/>).</summary>
+    internal const int BatchBytes = 64 << 10;
+
     private static void Clear(TensorDestination d)
     {
         for (long o = 0; o < d.Length; o += int.MaxValue)
             new Span<byte>((void*)(d.Pointer + (nint)o), (int)Math.Min(int.MaxValue, d.Length - o)).Clear();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Process(CryptoTensorsReader reader, LoadTarget<TensorDestination> t, LoadWorkItem item, WorkerState state, FileMapping? mapping)
     {
         var dest = new Span<byte>((void*)(t.Destination.Pointer + (nint)item.Offset), item.Length);

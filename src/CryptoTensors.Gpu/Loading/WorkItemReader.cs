@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using CryptoTensors.Gpu.Crypto;
 using CryptoTensors.Gpu.Reading;
 
@@ -16,6 +17,7 @@ internal static class WorkItemReader
     /// is written once) or into <paramref name="destination"/> and decrypted in place. Pages of the mapping the item
     /// covered are released afterwards.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Read<T>(CryptoTensorsReader reader, FileMapping? mapping, LoadTarget<T> t, LoadWorkItem item, DataKeyCipherCache ciphers,
         Span<byte> destination, Span<byte> staging)
     {
@@ -45,6 +47,7 @@ internal static class WorkItemReader
         mapping?.Release(fileOffset, destination.Length);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DecryptFromMapping(FileMapping mapping, AeadCipher cipher, EncryptionEntry e, long fileOffset, Span<byte> destination, long chunk, string name)
     {
         scoped Span<byte> derived = stackalloc byte[AeadAlgorithms.NonceSize];

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using CryptoTensors.Gpu.Crypto;
 using CryptoTensors.Gpu.Format;
@@ -45,10 +46,22 @@ public sealed class CryptoTensorsReader : IDisposable
         _deks = deks;
         _algorithm = algorithm;
         MasterKeyAlg = masterAlg;
-        Tensors = header.Tensors.Select(t => new TensorDescriptor(t.Name, t.Dtype, t.Shape, t.ByteLength, crypto.ContainsKey(t.Name))).ToArray();
+        Tensors = Describe(header, crypto);
         var meta = header.Metadata ?? new Dictionary<string, string>();
         Metadata = meta.Where(kv => !ReservedFields.IsReserved(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
         ReservedMetadata = meta.Where(kv => ReservedFields.IsReserved(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static TensorDescriptor[] Describe(SafetensorsHeader header, Dictionary<string, TensorCrypto> crypto)
+    {
+        var result = new TensorDescriptor[header.Tensors.Count];
+        for (var i = 0; i < result.Length; i++)
+        {
+            var t = header.Tensors[i];
+            result[i] = new TensorDescriptor(t.Name, t.Dtype, t.Shape, t.ByteLength, crypto.ContainsKey(t.Name));
+        }
+        return result;
     }
 
     /// <summary>The file path.</summary>
@@ -106,16 +119,10 @@ public sealed class CryptoTensorsReader : IDisposable
         Span<byte> prefix = stackalloc byte[8];
         var got = length >= 8 ? ReadExactly(file, prefix, 0) : 0;
         var n = (int)SafetensorsHeader.ReadHeaderLength(prefix[..got], length);
-        var headerBytes = System.Buffers.ArrayPool<byte>.Shared.Rent(n);
-        try
-        {
-            if (ReadExactly(file, headerBytes.AsSpan(0, n), 8) != n) throw FileChanged();
-            return SafetensorsHeader.Parse(headerBytes.AsSpan(0, n), length);
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(headerBytes);
-        }
+        // The parsed header keeps this buffer (its raw strings feed the signed message), so it is not pooled.
+        var headerBytes = GC.AllocateUninitializedArray<byte>(n);
+        if (ReadExactly(file, headerBytes, 8) != n) throw FileChanged();
+        return SafetensorsHeader.ParseOwned(headerBytes, length);
     }
 
     /// <summary>The result of authenticating a header: everything needed to decrypt its tensors.</summary>
@@ -172,20 +179,28 @@ public sealed class CryptoTensorsReader : IDisposable
         }
     }
 
+    /// <summary>
+    /// The message the reference signs (FORMAT.md §4.1): the canonical re-serialization of the header without
+    /// <c>__signature__</c>, never the raw header slice (strings already stored canonically are copied as they are).
+    /// </summary>
     internal static byte[] SignedMessage(SafetensorsHeader header)
     {
-        var meta = header.Metadata!.Where(kv => kv.Key != ReservedFields.Signature).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
-        return HeaderSerializer.Serialize(meta, header.Tensors.Select(t => new HeaderTensor(t.Name, t.Dtype, t.Shape, t.Begin, t.End)), (int)header.HeaderLength);
+        using var message = new PooledBufferWriter((int)Math.Min(header.HeaderLength + 64, int.MaxValue));
+        header.WriteCanonical(message, ReservedFields.Signature);
+        return message.WrittenSpan.ToArray();
     }
 
     private static void VerifySignature(SafetensorsHeader header, string signatureText, VerificationKey key)
     {
         if (!Base64Strict.TryDecode(signatureText, out var signature) || signature.Length != Ed25519.SignatureSize)
             throw Errors.Create(ErrorCode.InvalidSignatureFormat, "invalid signature format: expected padded standard base64 of 64 bytes", field: ReservedFields.Signature);
-        if (!Ed25519.Verify(key.PublicKey, SignedMessage(header), signature))
+        using var message = new PooledBufferWriter((int)Math.Min(header.HeaderLength + 64, int.MaxValue));
+        header.WriteCanonical(message, ReservedFields.Signature);
+        if (!Ed25519.Verify(key.PublicKey, message.WrittenSpan, signature))
             throw Errors.Create(ErrorCode.SignatureMismatch, "signature verification failed", field: ReservedFields.Signature);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (Dictionary<string, TensorCrypto>, SecretBuffer) UnwrapAll(Dictionary<string, EncryptionEntry> entries, SafetensorsHeader header, MasterKey master)
     {
         var keyLen = master.Algorithm.KeySize();
@@ -492,6 +507,7 @@ public sealed class CryptoTensorsReader : IDisposable
     internal ReadOnlySpan<byte> DataKeyAt(int dekOffset) => _deks!.Span.Slice(dekOffset, _algorithm.KeySize());
 
     /// <summary>Checks the nonce/tag fields of a tensor before any of its chunks is decrypted (the reader's rules).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void ValidateEntry(string name, EncryptionEntry e, long length, long? chunkSize)
     {
         if (chunkSize is not { } cs)

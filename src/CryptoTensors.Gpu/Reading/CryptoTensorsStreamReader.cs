@@ -57,7 +57,7 @@ public sealed class CryptoTensorsStreamReader : IDisposable
             if (r == 0) throw Errors.Create(ErrorCode.InvalidHeaderLength, $"invalid header length: {n} bytes of header but the stream ended after {have}");
             have += r;
         }
-        var parsed = SafetensorsHeader.Parse(header, fileLength: null);
+        var parsed = SafetensorsHeader.ParseOwned(header, fileLength: null); // the buffer is handed over: nothing writes it again
         return new CryptoTensorsStreamReader(stream, parsed, CryptoTensorsReader.Authenticate(name, parsed, options));
     }
 

@@ -21,6 +21,8 @@ public class Base64StrictTests
         Assert.That(Base64Strict.TryDecode(text, out var bytes), Is.True);
         Assert.That(Convert.ToHexStringLower(bytes), Is.EqualTo(hex));
         Assert.That(Base64Strict.Encode(bytes), Is.EqualTo(text), "encoding is the inverse");
+        Assert.That(Base64Strict.TryDecodeUtf8(System.Text.Encoding.UTF8.GetBytes(text), out var fromUtf8), Is.True, "UTF-8 form");
+        Assert.That(fromUtf8, Is.EqualTo(bytes), "UTF-8 form");
     }
 
     [TestCase(12, 16)]
@@ -67,6 +69,24 @@ public class Base64StrictTests
     {
         Assert.That(Base64Strict.TryDecode(text, out var bytes), Is.False);
         Assert.That(bytes, Is.Empty);
+        Assert.That(Base64Strict.TryDecodeUtf8(System.Text.Encoding.UTF8.GetBytes(text), out var fromUtf8), Is.False, "UTF-8 form");
+        Assert.That(fromUtf8, Is.Empty, "UTF-8 form");
+    }
+
+    [Test]
+    public void Utf8FormDecidesAsTheStringFormOnRandomText()
+    {
+        // Short strings over an alphabet rich in padding, whitespace and trailing-bit cases: both decoders must agree on every one.
+        var rng = new Random(20261123);
+        const string pieces = "AAw8+/=== \n-_gBQ";
+        for (var i = 0; i < 200_000; i++)
+        {
+            var text = string.Create(rng.Next(0, 13), rng, (span, r) => { for (var j = 0; j < span.Length; j++) span[j] = pieces[r.Next(pieces.Length)]; });
+            var ok = Base64Strict.TryDecode(text, out var bytes);
+            var okUtf8 = Base64Strict.TryDecodeUtf8(System.Text.Encoding.UTF8.GetBytes(text), out var fromUtf8);
+            Assert.That(okUtf8, Is.EqualTo(ok), text);
+            Assert.That(fromUtf8, Is.EqualTo(bytes), text);
+        }
     }
 
     [TestCase("AA==", "00")]

@@ -137,6 +137,106 @@ public class HeaderPropertyTests
 
         var again = HeaderSerializer.Serialize(h.Metadata, h.Tensors.Select(t => new HeaderTensor(t.Name, t.Dtype, t.Shape, t.Begin, t.End)));
         Require(again.AsSpan().SequenceEqual(json), () => $"re-serialization differs:\n{Encoding.UTF8.GetString(again)}\n{headerText}");
+        Require(Canonical(h).AsSpan().SequenceEqual(json), () => $"canonical form differs:\n{Encoding.UTF8.GetString(Canonical(h))}\n{headerText}");
+    }
+
+    // ---- canonical re-serialization (the signed message) --------------------------------------------------------
+
+    /// <summary>What <see cref="SafetensorsHeader.WriteCanonical"/> gives without excluding any key.</summary>
+    private static byte[] Canonical(SafetensorsHeader h)
+    {
+        using var w = new PooledBufferWriter(16);
+        h.WriteCanonical(w, null);
+        return w.WrittenSpan.ToArray();
+    }
+
+    /// <summary>
+    /// The header of <paramref name="c"/> written as valid but non-canonical JSON: random whitespace, every character of
+    /// every string randomly raw (where JSON allows) or escaped in any legal form (\uXXXX in either case, \/), and an
+    /// unknown field in some tensor objects; metadata in reverse order.
+    /// </summary>
+    private static byte[] Noisy(HeaderCase c, List<HeaderTensor> layout, int seed)
+    {
+        var rng = new Random(seed);
+        var sb = new StringBuilder();
+        void Ws() { if (rng.Next(4) == 0) sb.Append(" \t\r\n"[rng.Next(4)]); }
+        void Str(string s)
+        {
+            sb.Append('"');
+            foreach (var ch in s)
+            {
+                var mode = rng.Next(4);
+                if (char.IsSurrogate(ch)) sb.Append(ch); // halves of a pair stay together, raw
+                else if (ch is '"' or '\\' || ch < 0x20 || mode == 0)
+                {
+                    if (ch == '"' && mode < 2) sb.Append("\\\"");
+                    else if (ch == '\\' && mode < 2) sb.Append("\\\\");
+                    else if (ch == '\n' && mode < 2) sb.Append("\\n");
+                    else sb.Append("\\u").Append(((int)ch).ToString(rng.Next(2) == 0 ? "x4" : "X4", System.Globalization.CultureInfo.InvariantCulture));
+                }
+                else if (ch == '/' && mode == 1) sb.Append("\\/");
+                else sb.Append(ch);
+            }
+            sb.Append('"');
+        }
+        sb.Append('{');
+        var first = true;
+        if (c.Metadata is not null)
+        {
+            Ws(); Str("__metadata__"); Ws(); sb.Append(':'); Ws(); sb.Append('{');
+            var firstEntry = true;
+            foreach (var (k, v) in c.Metadata.Reverse())
+            {
+                if (!firstEntry) sb.Append(',');
+                firstEntry = false;
+                Ws(); Str(k); Ws(); sb.Append(':'); Ws(); Str(v); Ws();
+            }
+            sb.Append('}');
+            first = false;
+        }
+        foreach (var t in layout)
+        {
+            if (!first) sb.Append(',');
+            first = false;
+            Ws(); Str(t.Name); Ws(); sb.Append(':'); Ws(); sb.Append('{');
+            if (rng.Next(3) == 0) { Str("extra"); sb.Append(":[1,{\"x\":null}],"); }
+            Str("data_offsets"); sb.Append(":[").Append(t.Begin).Append(',').Append(Ws2()).Append(t.End).Append("],");
+            Str("shape"); sb.Append(":[").Append(string.Join(",", t.Shape)).Append("],");
+            Str("dtype"); sb.Append(':'); Str(t.Dtype.Name());
+            sb.Append('}');
+        }
+        Ws();
+        sb.Append('}');
+        return Encoding.UTF8.GetBytes(sb.ToString());
+
+        string Ws2() => rng.Next(2) == 0 ? " " : "";
+    }
+
+    private static void CanonicalOfNoisyIsTheReserialization(HeaderCase c, int seed)
+    {
+        var layout = Layout(c.Tensors);
+        var json = HeaderSerializer.Serialize(c.Metadata, layout);
+        var noisy = Noisy(c, layout, seed);
+        var dataLength = layout.Count == 0 ? 0 : layout[^1].End;
+        var h = SafetensorsHeaderTests.ParseFile(FileOf(noisy, dataLength));
+        var got = Canonical(h);
+        Require(got.AsSpan().SequenceEqual(json), () => $"canonical form differs:\n{Encoding.UTF8.GetString(got)}\n{Encoding.UTF8.GetString(json)}\nfrom {Encoding.UTF8.GetString(noisy)}");
+        // Straight from canonical bytes (every raw string copied) as well.
+        var direct = SafetensorsHeaderTests.ParseFile(FileOf(HeaderSerializer.Pad(json), dataLength));
+        Require(Canonical(direct).AsSpan().SequenceEqual(json), () => "canonical form of a canonical header differs");
+    }
+
+    [Test]
+    public void CanonicalFormOfAnyEncodingIsTheReserialization()
+        => Check.One(Quick(500), Prop.ForAll(CaseGen.ToArbitrary(), ArbMap.Default.ArbFor<int>(), CanonicalOfNoisyIsTheReserialization));
+
+    [Test]
+    public void CanonicalEscapeCheckAcceptsOnlyTheSerializersEscapes()
+    {
+        foreach (var ok in new[] { "", "abc", "\\\"", "\\\\", "\\b\\f\\n\\r\\t", "\\u0000\\u001f\\u000b\\u0019", "é/+<>&'\u007f" })
+            Assert.That(CanonicalJson.IsCanonicalEscaped(Encoding.UTF8.GetBytes(ok)), Is.True, ok);
+        foreach (var bad in new[] { "\\/", "\\u0041", "\\u001F", "\\u0008", "\\u000a", "\\u0020", "\\u00e9", "\\ud83d\\ude00", "\\u0100", "\\", "\\u00" })
+            Assert.That(CanonicalJson.IsCanonicalEscaped(Encoding.UTF8.GetBytes(bad)), Is.False, bad);
     }
 
     [Test]

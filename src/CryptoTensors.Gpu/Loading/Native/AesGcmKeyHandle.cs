@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace CryptoTensors.Gpu.Loading.Native;
@@ -16,6 +17,7 @@ internal sealed unsafe class AesGcmKeyHandle : SafeHandle
 
     /// <summary>Expands <paramref name="key"/> (16 or 32 bytes) in native memory; the key is read in place, never copied.</summary>
     /// <exception cref="InvalidOperationException">The library is unavailable or refused the key.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static AesGcmKeyHandle Create(ReadOnlySpan<byte> key)
     {
         if (!AesGcmNativeMethods.Available)
