@@ -29,12 +29,13 @@ internal static class PlainHeaderParser
         if (!Expect(s, ref i, (byte)'{')) return false;
         if (Peek(s, ref i) == (byte)'}') return Ends(s, i + 1);
         var metadataSeen = false;
+        List<PendingEntry>? pending = null;
         while (true)
         {
             if (!TryString(s, ref i, out var key, out var escaped) || escaped || !Expect(s, ref i, (byte)':')) return false;
             if (s[key].SequenceEqual("__metadata__"u8))
             {
-                if (metadataSeen || !TryMetadata(header, ref i, out metadata, out rawMetadata)) return false;
+                if (metadataSeen || !TryMetadata(header, ref i, out metadata, out pending)) return false;
                 metadataSeen = true;
             }
             else
@@ -47,13 +48,35 @@ internal static class PlainHeaderParser
             }
             var next = Peek(s, ref i);
             i++;
-            if (next == (byte)'}') return Ends(s, i);
+            if (next == (byte)'}') return Ends(s, i) && Complete(metadata, pending, out rawMetadata);
             if (next != (byte)',') return false;
         }
     }
 
+    /// <summary>A metadata entry whose value may still be unescaped on another core.</summary>
+    private readonly record struct PendingEntry(string Key, RawString RawKey, string? Value, Task<string?>? Later, RawString RawValue);
+
+    /// <summary>Escaped metadata values from this many bytes (the per-tensor reserved fields of large models) are unescaped on another core while the tensors are scanned.</summary>
+    private const int ParallelUnescapeBytes = 64 << 10;
+
+    /// <summary>Waits for the values unescaped in parallel and puts them, and the raw entries, in metadata order.</summary>
+    private static bool Complete(Dictionary<string, string>? metadata, List<PendingEntry>? pending, out List<RawMetadataEntry>? raw)
+    {
+        raw = null;
+        if (metadata is null || pending is null) return true;
+        raw = new List<RawMetadataEntry>(pending.Count);
+        foreach (var e in pending)
+        {
+            var value = e.Value ?? e.Later!.GetAwaiter().GetResult();
+            if (value is null) return false;
+            metadata[e.Key] = value; // the key is already there, in scan order
+            raw.Add(new RawMetadataEntry(e.Key, e.RawKey, value, e.RawValue));
+        }
+        return true;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool TryMetadata(byte[] header, ref int i, out Dictionary<string, string>? metadata, out List<RawMetadataEntry>? raw)
+    private static bool TryMetadata(byte[] header, ref int i, out Dictionary<string, string>? metadata, out List<PendingEntry>? raw)
     {
         metadata = null;
         raw = null;
@@ -80,9 +103,19 @@ internal static class PlainHeaderParser
                 || !TryString(s, ref i, out var v, out var vEscaped, out var vCanonical))
                 return false;
             var key = Unescape(s[k], kEscaped);
-            var value = Unescape(s[v], vEscaped);
-            if (key is null || value is null || !metadata.TryAdd(key, value)) return false;
-            raw.Add(new RawMetadataEntry(key, Raw(k, kCanonical), value, Raw(v, vCanonical)));
+            if (key is null || !metadata.TryAdd(key, "")) return false;
+            if (vEscaped && v.End.Value - v.Start.Value >= ParallelUnescapeBytes && Environment.ProcessorCount > 1)
+            {
+                // The header array is never written again, so the copy-free slice is safe to read on another thread.
+                var range = v;
+                raw.Add(new PendingEntry(key, Raw(k, kCanonical), null, Task.Run(() => Unescape(header.AsSpan(range), escaped: true)), Raw(v, vCanonical)));
+            }
+            else
+            {
+                var value = Unescape(s[v], vEscaped);
+                if (value is null) return false;
+                raw.Add(new PendingEntry(key, Raw(k, kCanonical), value, null, Raw(v, vCanonical)));
+            }
             var next = Peek(s, ref i);
             i++;
             if (next == (byte)'}') return true;

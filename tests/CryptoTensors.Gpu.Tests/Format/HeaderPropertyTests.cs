@@ -339,6 +339,22 @@ public class HeaderPropertyTests
         => Assert.That(PlainAgreesWithGeneral(Encoding.UTF8.GetBytes(header)), Is.EqualTo(plain), header);
 
     [Test]
+    public void LargeEscapedMetadataValuesAgree()
+    {
+        // Values above the scanner's parallel-unescape threshold, among small ones, with an escape that is not canonical.
+        var big = string.Concat(Enumerable.Repeat("{\"a\":\"b\\c\u0001é\n\"}", 8000));
+        var meta = new Dictionary<string, string> { ["__encryption__"] = big, ["a"] = "x", ["z"] = big + "/" };
+        var json = Encoding.UTF8.GetString(HeaderSerializer.Pad(HeaderSerializer.Serialize(meta, [new HeaderTensor("t", Dtype.U8, [3], 0, 3)])));
+        Assert.That(PlainAgreesWithGeneral(Encoding.UTF8.GetBytes(json)), Is.True);
+        Assert.That(PlainAgreesWithGeneral(Encoding.UTF8.GetBytes(json.Replace("/", "\\/", StringComparison.Ordinal))), Is.True);
+        var h = SafetensorsHeader.Parse(Encoding.UTF8.GetBytes(json), null);
+        Assert.That(h.Metadata!["__encryption__"], Is.EqualTo(big));
+        Assert.That(h.Metadata.Keys, Is.EqualTo(new[] { "__encryption__", "a", "z" }));
+        // A duplicate key after a large value is still declined (and refused by the general parser).
+        Assert.That(PlainAgreesWithGeneral(Encoding.UTF8.GetBytes(json.Replace("\"a\":\"x\"", "\"__encryption__\":\"x\"", StringComparison.Ordinal))), Is.False);
+    }
+
+    [Test]
     public void WrittenEncryptedHeadersTakeThePlainPath()
     {
         var meta = new Dictionary<string, string>
