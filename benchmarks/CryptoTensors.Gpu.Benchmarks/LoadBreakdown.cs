@@ -42,7 +42,7 @@ internal static unsafe class LoadBreakdown
                         offset += t.ByteLength;
                     }
                     var mid = sw.Elapsed.TotalMilliseconds;
-                    ModelLoader.LoadInto(reader, t => new TensorDestination((IntPtr)(dest + offsets[t.Name]), t.ByteLength), new LoadOptions { MaxDegreeOfParallelism = int.Parse(Environment.GetEnvironmentVariable("DOP") ?? "2", System.Globalization.CultureInfo.InvariantCulture) });
+                    ModelLoader.LoadInto(reader, t => new TensorDestination((IntPtr)(dest + offsets[t.Name]), t.ByteLength), new LoadOptions { MaxDegreeOfParallelism = int.Parse(Environment.GetEnvironmentVariable("DOP") ?? "2", System.Globalization.CultureInfo.InvariantCulture), ReadPath = Enum.Parse<ReadPath>(Environment.GetEnvironmentVariable("READPATH") ?? "Auto") });
                     var total = sw.Elapsed.TotalMilliseconds;
                     Console.WriteLine($"run {run,3}: open {open * 1000 / reader.Tensors.Count,6:F2} us/tensor  load {(total - mid) * 1000 / reader.Tensors.Count,6:F2} us/tensor  total {total * 1000 / reader.Tensors.Count,6:F2} us/tensor");
                 }

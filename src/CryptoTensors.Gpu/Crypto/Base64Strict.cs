@@ -29,12 +29,23 @@ internal static class Base64Strict
         return true;
     }
 
-    private static readonly SearchValues<byte> Alphabet = SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"u8);
+    /// <summary>The value of each base64 character of the standard alphabet, -1 for every other byte.</summary>
+    private static readonly sbyte[] Sextets = BuildSextets();
+
+    private static sbyte[] BuildSextets()
+    {
+        var map = new sbyte[256];
+        map.AsSpan().Fill(-1);
+        var alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"u8;
+        for (var i = 0; i < alphabet.Length; i++) map[alphabet[i]] = (sbyte)i;
+        return map;
+    }
 
     /// <summary>
     /// Canonical standard base64 given as UTF-8 bytes (no allocation but the result); false for anything the reference
     /// rejects: a length that is not a multiple of 4, any byte outside the alphabet before the padding (whitespace
-    /// included), more than two <c>=</c>, or non-zero bits in the last character before the padding.
+    /// included), more than two <c>=</c>, or non-zero bits after the last whole byte. A plain scalar decoder: the values
+    /// are short (16 to 88 characters) and decoded once per tensor field at open.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool TryDecodeUtf8(ReadOnlySpan<byte> utf8, out byte[] bytes)
@@ -44,25 +55,27 @@ internal static class Base64Strict
         if (utf8.IsEmpty) return true;
         var pad = utf8[^1] != (byte)'=' ? 0 : utf8[^2] != (byte)'=' ? 1 : 2;
         var body = utf8[..^pad];
-        if (body.IndexOfAnyExcept(Alphabet) >= 0) return false;
-        // The bits after the last whole byte must be zero: 4 of them before "==", 2 before "=".
-        if (pad > 0 && (Sextet(body[^1]) & (pad == 2 ? 0x0F : 0x03)) != 0) return false;
-        var decoded = new byte[body.Length / 4 * 3 + (pad == 0 ? 0 : 3 - pad)];
-        if (System.Buffers.Text.Base64.DecodeFromUtf8(utf8, decoded, out var consumed, out var written) != OperationStatus.Done
-            || consumed != utf8.Length || written != decoded.Length)
-            return false;
+        var decoded = new byte[body.Length * 3 / 4];
+        var map = Sextets;
+        int acc = 0, bits = 0, o = 0;
+        foreach (var c in body)
+        {
+            var v = map[c];
+            if (v < 0) return false;
+            acc = (acc << 6) | (byte)v;
+            bits += 6;
+            if (bits >= 8)
+            {
+                bits -= 8;
+                decoded[o++] = (byte)(acc >> bits);
+                acc &= (1 << bits) - 1;
+            }
+        }
+        // Canonical: the 2 (one '=') or 4 (two '=') bits after the last byte are zero.
+        if (acc != 0 || o != decoded.Length) return false;
         bytes = decoded;
         return true;
     }
-
-    private static int Sextet(byte c) => c switch
-    {
-        >= (byte)'A' and <= (byte)'Z' => c - 'A',
-        >= (byte)'a' and <= (byte)'z' => c - 'a' + 26,
-        >= (byte)'0' and <= (byte)'9' => c - '0' + 52,
-        (byte)'+' => 62,
-        _ => 63,
-    };
 
     /// <summary>
     /// Decodes key material leniently (standard or URL alphabet, padded or not: RFC 7517 JWKs use base64url

@@ -185,8 +185,135 @@ internal sealed class EncryptionEntry
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static Dictionary<string, EncryptionEntry> Parse(ReadOnlySpan<byte> utf8)
+        => TryParsePlain(utf8) ?? ParseGeneral(utf8);
+
+    /// <summary>
+    /// The fast path of <see cref="Parse(ReadOnlySpan{byte})"/> for what writers emit: an object of objects whose names
+    /// and values are strings without escapes (values: valid strict base64, or <c>null</c> for optional fields), only
+    /// known fields, JSON whitespace anywhere. Returns null on anything else, valid or not, including every semantic
+    /// error (duplicates, missing or empty key fields, bad base64): the general parser then decides, and reports the
+    /// error. Everything accepted here is read exactly as the general parser reads it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static Dictionary<string, EncryptionEntry>? TryParsePlain(ReadOnlySpan<byte> s)
+    {
+        var i = 0;
+        if (!Expect(s, ref i, (byte)'{')) return null;
+        var result = new Dictionary<string, EncryptionEntry>(StringComparer.Ordinal);
+        Span<Range> fields = stackalloc Range[FieldNames.Length];
+        if (Peek(s, ref i) == (byte)'}') return Ends(s, i + 1) ? result : null;
+        while (true)
+        {
+            if (!TryString(s, ref i, out var name) || !Expect(s, ref i, (byte)':') || !Expect(s, ref i, (byte)'{')) return null;
+            var tensor = System.Text.Encoding.UTF8.GetString(s[name]);
+            ref var slot = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(result, tensor, out var exists);
+            if (exists) return null;
+            var present = 0;
+            var isNull = 0;
+            if (Peek(s, ref i) == (byte)'}') i++;
+            else
+            {
+                while (true)
+                {
+                    if (!TryString(s, ref i, out var field) || !Expect(s, ref i, (byte)':')) return null;
+                    var f = PlainFieldIndex(s[field]);
+                    if (f < 0 || (present & (1 << f)) != 0) return null;
+                    present |= 1 << f;
+                    if (Peek(s, ref i) == (byte)'n')
+                    {
+                        if (!s[i..].StartsWith("null"u8)) return null;
+                        i += 4;
+                        isNull |= 1 << f;
+                    }
+                    else if (!TryString(s, ref i, out fields[f])) return null;
+                    var next = Peek(s, ref i);
+                    i++;
+                    if (next == (byte)'}') break;
+                    if (next != (byte)',') return null;
+                }
+            }
+            // The three key fields must be present, non-null and non-empty.
+            if ((present & 7) != 7 || (isNull & 7) != 0) return null;
+            var decoded = new byte[FieldNames.Length][];
+            for (var f = 0; f < FieldNames.Length; f++)
+            {
+                if ((present & (1 << f)) == 0 || (isNull & (1 << f)) != 0) continue;
+                if (!Base64Strict.TryDecodeUtf8(s[fields[f]], out decoded[f])) return null;
+            }
+            if (decoded[0].Length == 0 || decoded[1].Length == 0 || decoded[2].Length == 0) return null;
+            slot = new EncryptionEntry
+            {
+                WrappedKey = decoded[0], KeyIv = decoded[1], KeyTag = decoded[2],
+                Iv = decoded[3] ?? [], Tag = decoded[4] ?? [], BaseIv = decoded[5] ?? [], Tags = decoded[6] ?? [],
+            };
+            var after = Peek(s, ref i);
+            i++;
+            if (after == (byte)'}') return Ends(s, i) ? result : null;
+            if (after != (byte)',') return null;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsWhitespace(byte b) => b is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r';
+
+    /// <summary>Skips whitespace; the next byte, or 0 at the end.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static byte Peek(ReadOnlySpan<byte> s, ref int i)
+    {
+        while (i < s.Length && IsWhitespace(s[i])) i++;
+        return i < s.Length ? s[i] : (byte)0;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool Expect(ReadOnlySpan<byte> s, ref int i, byte b)
+    {
+        if (Peek(s, ref i) != b) return false;
+        i++;
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool Ends(ReadOnlySpan<byte> s, int i)
+    {
+        Peek(s, ref i);
+        return i == s.Length;
+    }
+
+    /// <summary>A string without escapes or control characters: the range of its content.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool TryString(ReadOnlySpan<byte> s, ref int i, out Range content)
+    {
+        content = default;
+        if (Peek(s, ref i) != (byte)'"') return false;
+        var start = i + 1;
+        // A scalar scan: names and values are short.
+        for (var j = start; j < s.Length; j++)
+        {
+            var b = s[j];
+            if (b == (byte)'"')
+            {
+                content = start..j;
+                i = j + 1;
+                return true;
+            }
+            if (b < 0x20 || b == (byte)'\\') return false;
+        }
+        return false;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int PlainFieldIndex(ReadOnlySpan<byte> name)
+    {
+        for (var f = 0; f < Utf8FieldNames.Length; f++)
+        {
+            if (name.SequenceEqual(Utf8FieldNames[f])) return f;
+        }
+        return -1;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static Dictionary<string, EncryptionEntry> ParseGeneral(ReadOnlySpan<byte> utf8)
     {
         var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { MaxDepth = 16 });
         var result = new Dictionary<string, EncryptionEntry>(StringComparer.Ordinal);

@@ -171,15 +171,16 @@ internal static class CanonicalJson
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool IsCanonicalEscaped(ReadOnlySpan<byte> raw)
     {
-        while (true)
+        // A scalar scan (strings are short, or dense with escapes like the JSON held in reserved fields).
+        for (var i = 0; i < raw.Length; i++)
         {
-            var i = raw.IndexOfAny(Escaped);
-            if (i < 0) return true;
-            if (raw[i] != (byte)'\\' || i + 1 >= raw.Length) return false; // raw control characters and quotes are not valid JSON
+            var b = raw[i];
+            if (b >= 0x20 && b != (byte)'"' && b != (byte)'\\') continue;
+            if (b != (byte)'\\' || i + 1 >= raw.Length) return false; // raw control characters and quotes are not valid JSON
             switch (raw[i + 1])
             {
                 case (byte)'"' or (byte)'\\' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t':
-                    raw = raw[(i + 2)..];
+                    i += 1;
                     break;
                 case (byte)'u':
                     // Only \u0000..\u001f in lower-case hex, and not the five characters that have a short form.
@@ -189,12 +190,13 @@ internal static class CanonicalJson
                     if (hi is not ((byte)'0' or (byte)'1') || lo is not ((>= (byte)'0' and <= (byte)'9') or (>= (byte)'a' and <= (byte)'f'))) return false;
                     var c = ((hi - '0') << 4) | (lo <= '9' ? lo - '0' : lo - 'a' + 10);
                     if (c is 0x08 or 0x09 or 0x0A or 0x0C or 0x0D) return false;
-                    raw = raw[(i + 6)..];
+                    i += 5;
                     break;
                 default:
                     return false; // \/ and \u escapes of characters that are written raw
             }
         }
+        return true;
     }
 
     private static byte Hex(int nibble) => (byte)(nibble < 10 ? '0' + nibble : 'a' + nibble - 10);

@@ -83,8 +83,13 @@ public sealed class SafetensorsHeader
     /// <see cref="Parse(ReadOnlySpan{byte}, long?)"/> of a buffer the caller hands over: the header keeps it (the raw
     /// strings of the canonical re-serialization, <see cref="WriteCanonical"/>), so it must never be written again.
     /// </summary>
+    /// <remarks>
+    /// Headers as writers emit them take <see cref="PlainHeaderParser"/>, a scanner for the plain subset of JSON they use,
+    /// which declines anything else; the general parser (<see cref="Utf8JsonReader"/>) then parses and reports errors.
+    /// <paramref name="allowPlain"/> false forces the general parser (tests compare the two).
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static SafetensorsHeader ParseOwned(byte[] header, long? fileLength)
+    internal static SafetensorsHeader ParseOwned(byte[] header, long? fileLength, bool allowPlain = true)
     {
         if (header.Length > MaxHeaderLength)
             throw Errors.Create(ErrorCode.HeaderTooLarge, $"header too large: {header.Length} bytes (limit {MaxHeaderLength})");
@@ -93,9 +98,45 @@ public sealed class SafetensorsHeader
 
         Dictionary<string, string>? metadata = null;
         List<RawMetadataEntry>? rawMetadata = null;
+        List<TensorInfo> tensors = [];
+        Dictionary<string, TensorInfo> byName = null!;
+        var plain = allowPlain && PlainHeaderParser.TryParse(header, out metadata, out rawMetadata, out tensors, out byName);
+        if (!plain) ParseGeneral(header, out metadata, out rawMetadata, out tensors, out byName);
+
+        if (!IsInOffsetOrder(tensors)) tensors.Sort(OffsetOrder.Instance);
+        ulong previousEnd = 0;
+        foreach (var t in tensors)
+        {
+            if (t.Begin != previousEnd || t.End < t.Begin)
+                throw Errors.Create(ErrorCode.InvalidOffset, $"invalid offset [{t.Begin},{t.End}): expected it to start at {previousEnd}", tensor: t.Name, field: "data_offsets");
+            var err = t.Dtype.TryByteSize(t.ShapeU64, out var size);
+            if (err == ErrorCode.ValidationOverflow)
+                throw Errors.Create(ErrorCode.ValidationOverflow, "overflow computing the byte size of the shape", tensor: t.Name, field: "shape");
+            if (err == ErrorCode.MisalignedSlice)
+                throw Errors.Create(ErrorCode.MisalignedSlice, $"{t.Dtype.Name()} elements do not fill whole bytes", tensor: t.Name, field: "shape");
+            if (t.End - t.Begin != size)
+                throw Errors.Create(ErrorCode.TensorInvalidInfo, $"offsets span {t.End - t.Begin} bytes but {t.Dtype.Name()}{FormatShape(t.ShapeU64)} needs {size}", tensor: t.Name, field: "data_offsets");
+            previousEnd = t.End;
+        }
+        if (previousEnd > long.MaxValue - (ulong)header.Length - 8)
+            throw Errors.Create(ErrorCode.ValidationOverflow, "data section larger than a file can be");
+
+        var result = new SafetensorsHeader(header, header.Length, metadata, rawMetadata, tensors, byName) { ParsedPlain = plain };
+        if (fileLength is { } len && result.DataStart + result.DataLength != len)
+            throw Errors.Create(ErrorCode.IncompleteBuffer,
+                $"incomplete metadata, file not fully covered: tensors end at byte {result.DataStart + result.DataLength}, file has {len}");
+        return result;
+    }
+
+    /// <summary>The general parser: any JSON, every refusal with its error code.</summary>
+    internal static void ParseGeneral(byte[] header, out Dictionary<string, string>? metadata, out List<RawMetadataEntry>? rawMetadata,
+        out List<TensorInfo> tensors, out Dictionary<string, TensorInfo> byName)
+    {
+        metadata = null;
+        rawMetadata = null;
         var metadataSeen = false;
-        var tensors = new List<TensorInfo>();
-        var byName = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
+        tensors = [];
+        byName = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
         var reader = new Utf8JsonReader(header, new JsonReaderOptions { MaxDepth = MaxJsonDepth, CommentHandling = JsonCommentHandling.Disallow });
         try
         {
@@ -134,31 +175,10 @@ public sealed class SafetensorsHeader
         {
             throw Errors.Create(ErrorCode.InvalidJson, $"invalid JSON in header at byte {reader.BytesConsumed}: {e.Message}", inner: e);
         }
-
-        if (!IsInOffsetOrder(tensors)) tensors.Sort(OffsetOrder.Instance);
-        ulong previousEnd = 0;
-        foreach (var t in tensors)
-        {
-            if (t.Begin != previousEnd || t.End < t.Begin)
-                throw Errors.Create(ErrorCode.InvalidOffset, $"invalid offset [{t.Begin},{t.End}): expected it to start at {previousEnd}", tensor: t.Name, field: "data_offsets");
-            var err = t.Dtype.TryByteSize(t.ShapeU64, out var size);
-            if (err == ErrorCode.ValidationOverflow)
-                throw Errors.Create(ErrorCode.ValidationOverflow, "overflow computing the byte size of the shape", tensor: t.Name, field: "shape");
-            if (err == ErrorCode.MisalignedSlice)
-                throw Errors.Create(ErrorCode.MisalignedSlice, $"{t.Dtype.Name()} elements do not fill whole bytes", tensor: t.Name, field: "shape");
-            if (t.End - t.Begin != size)
-                throw Errors.Create(ErrorCode.TensorInvalidInfo, $"offsets span {t.End - t.Begin} bytes but {t.Dtype.Name()}{FormatShape(t.ShapeU64)} needs {size}", tensor: t.Name, field: "data_offsets");
-            previousEnd = t.End;
-        }
-        if (previousEnd > long.MaxValue - (ulong)header.Length - 8)
-            throw Errors.Create(ErrorCode.ValidationOverflow, "data section larger than a file can be");
-
-        var result = new SafetensorsHeader(header, header.Length, metadata, rawMetadata, tensors, byName);
-        if (fileLength is { } len && result.DataStart + result.DataLength != len)
-            throw Errors.Create(ErrorCode.IncompleteBuffer,
-                $"incomplete metadata, file not fully covered: tensors end at byte {result.DataStart + result.DataLength}, file has {len}");
-        return result;
     }
+
+    /// <summary>Whether the plain-subset scanner parsed this header (for tests).</summary>
+    internal bool ParsedPlain { get; private init; }
 
     /// <summary>True when <paramref name="tensors"/> already are in <see cref="OffsetOrder"/> (as every writer emits them), so sorting can be skipped.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

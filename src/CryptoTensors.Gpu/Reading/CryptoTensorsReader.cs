@@ -164,12 +164,26 @@ public sealed class CryptoTensorsReader : IDisposable
             var master = options.MasterKey ?? (ownedMaster = registry.GetMasterKey(encJku, keys.Enc.Kid));
             var verify = options.VerificationKey ?? registry.GetVerificationKey(signJku, keys.Sign.Kid);
 
-            VerifySignature(header, signatureText, verify);
+            // __encryption__ (untrusted JSON, like the whole header at this point) is parsed on another core while the
+            // signature is checked; its result or error is looked at only once the signature and the policy have passed,
+            // so errors keep the reference's order and no data key is unwrapped before both.
+            var encryptionJson = meta[ReservedFields.Encryption];
+            var parse = StartParallelParse(encryptionJson);
+            AccessPolicy policy;
+            try
+            {
+                VerifySignature(header, signatureText, verify);
+                policy = AccessPolicy.Parse(policyJson);
+                PolicyGate.EnsureAllowed(policy, name, keys, options);
+            }
+            catch
+            {
+                parse?.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+                    TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                throw;
+            }
 
-            var policy = AccessPolicy.Parse(policyJson);
-            PolicyGate.EnsureAllowed(policy, name, keys, options);
-
-            var entries = EncryptionEntry.Parse(meta[ReservedFields.Encryption]);
+            var entries = parse is null ? EncryptionEntry.Parse(encryptionJson) : parse.GetAwaiter().GetResult();
             var (crypto, deks) = UnwrapAll(entries, header, master);
             return new HeaderCrypto(keys, policy, crypto, deks, master.Algorithm, master.Alg);
         }
@@ -183,6 +197,15 @@ public sealed class CryptoTensorsReader : IDisposable
     /// The message the reference signs (FORMAT.md §4.1): the canonical re-serialization of the header without
     /// <c>__signature__</c>, never the raw header slice (strings already stored canonically are copied as they are).
     /// </summary>
+    /// <summary>Parsing of a large <c>__encryption__</c> started on the thread pool, or null where it is small or there is one core.</summary>
+    private static Task<Dictionary<string, EncryptionEntry>>? StartParallelParse(string encryptionJson)
+        => Environment.ProcessorCount > 1 && encryptionJson.Length >= ParallelParseChars
+            ? Task.Run(() => EncryptionEntry.Parse(encryptionJson))
+            : null;
+
+    /// <summary>From this many characters of <c>__encryption__</c> (about 80 tensors) its parsing overlaps the signature check.</summary>
+    private const int ParallelParseChars = 16 << 10;
+
     internal static byte[] SignedMessage(SafetensorsHeader header)
     {
         using var message = new PooledBufferWriter((int)Math.Min(header.HeaderLength + 64, int.MaxValue));

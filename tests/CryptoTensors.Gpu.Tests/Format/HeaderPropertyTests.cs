@@ -226,6 +226,147 @@ public class HeaderPropertyTests
         Require(Canonical(direct).AsSpan().SequenceEqual(json), () => "canonical form of a canonical header differs");
     }
 
+    /// <summary>
+    /// Parses <paramref name="header"/> with the plain scanner allowed and with the general parser only: where the scanner
+    /// took it, the general parser must accept it too, with the same tensors, metadata and canonical form.
+    /// </summary>
+    private static bool PlainAgreesWithGeneral(byte[] header)
+    {
+        if (!System.Text.Unicode.Utf8.IsValid(header)) return false; // checked before either parser runs
+        if (!PlainHeaderParser.TryParse(header, out var m1, out var r1, out var t1, out var b1)) return false;
+        var text = Encoding.UTF8.GetString(header);
+        Dictionary<string, string>? m2;
+        List<RawMetadataEntry>? r2;
+        List<TensorInfo> t2;
+        Dictionary<string, TensorInfo> b2;
+        try { SafetensorsHeader.ParseGeneral(header, out m2, out r2, out t2, out b2); }
+        catch (CryptoTensorsException e)
+        {
+            throw new InvalidOperationException($"the plain scanner accepted what the general parser refuses ({e.Message}): {text}");
+        }
+        Require(t1.Count == t2.Count, () => $"tensor count differs: {text}");
+        for (var i = 0; i < t1.Count; i++)
+        {
+            var (a, g) = (t1[i], t2[i]);
+            Require(a.Name == g.Name && a.Dtype == g.Dtype && a.Shape.SequenceEqual(g.Shape) && a.Begin == g.Begin && a.End == g.End && a.RawName == g.RawName,
+                () => $"tensor {i} differs: {a} / {g}: {text}");
+        }
+        Require(b1.Keys.Order(StringComparer.Ordinal).SequenceEqual(b2.Keys.Order(StringComparer.Ordinal)), () => $"names differ: {text}");
+        Require((m1 is null) == (m2 is null) && (r1 is null) == (r2 is null), () => $"metadata presence differs: {text}");
+        if (m1 is not null)
+        {
+            Require(m1.Count == m2!.Count, () => $"metadata count differs: {text}");
+            foreach (var (k, v) in m1)
+                Require(m2.TryGetValue(k, out var gv) && gv == v, () => $"metadata {CompactJsonWriterTests.Escape(k)} differs: {text}");
+            Require(r1!.SequenceEqual(r2!), () => $"raw metadata differs: {text}");
+        }
+        return true;
+    }
+
+    [Test]
+    public void PlainScannerAgreesWithTheGeneralParser()
+    {
+        var plain = 0;
+        Check.One(Quick(500), Prop.ForAll(CaseGen.ToArbitrary(), ArbMap.Default.ArbFor<int>(), (c, seed) =>
+        {
+            var layout = Layout(c.Tensors);
+            if (PlainAgreesWithGeneral(HeaderSerializer.Pad(HeaderSerializer.Serialize(c.Metadata, layout)))) plain++;
+            PlainAgreesWithGeneral(Noisy(c, layout, seed));
+        }));
+        Assert.That(plain, Is.GreaterThan(100), "serialized headers take the plain path");
+    }
+
+    [Test]
+    public void PlainScannerAgreesWithTheGeneralParserOnMutants()
+    {
+        var rng = new Random(5);
+        const string alphabet = "{}[]:,\" \n\\/nul0123456789eE.-+uAadF_\u0001\u00e9";
+        var sample = Gen.Sample(CaseGen, 300).ToArray();
+        var plain = 0;
+        for (var round = 0; round < 20_000; round++)
+        {
+            var c = sample[round % sample.Length];
+            var layout = Layout(c.Tensors);
+            var chars = (round % 2 == 0 ? Encoding.UTF8.GetString(HeaderSerializer.Serialize(c.Metadata, layout)) : Encoding.UTF8.GetString(Noisy(c, layout, round))).ToList();
+            for (var m = rng.Next(1, 3); m > 0 && chars.Count > 0; m--)
+            {
+                var at = rng.Next(chars.Count);
+                switch (rng.Next(3))
+                {
+                    case 0: chars.RemoveAt(at); break;
+                    case 1: chars.Insert(at, alphabet[rng.Next(alphabet.Length)]); break;
+                    default: chars[at] = alphabet[rng.Next(alphabet.Length)]; break;
+                }
+            }
+            if (PlainAgreesWithGeneral(Encoding.UTF8.GetBytes(new string(chars.ToArray())))) plain++;
+        }
+        Assert.That(plain, Is.GreaterThan(200), "many mutants still take the plain path");
+    }
+
+    [TestCase("""{"__metadata__":{"k":"a\/b\u00E9\u0041\u00e9\n\u001f\\"}}""", true)]
+    [TestCase("""{"__metadata__":{"k":"\uDC00"}}""", false)]
+    [TestCase("""{"__metadata__":{"k":"\uD83D\uDE00"}}""", false)]
+    [TestCase("{\"__metadata__\":{\"k\":\"a\u001fb\"}}", false)]
+    [TestCase("{\"__metadata__\":{\"k\":\"a\u007fb\"}}", true)]
+    [TestCase("""{"__metadata__":{"k":"\x"}}""", false)]
+    [TestCase("""{"__metadata__":{"k":"\u12"}}""", false)]
+    [TestCase("""{"__metadata__":null}""", true)]
+    [TestCase("""{"__metadata__":nul}""", false)]
+    [TestCase("""{"__metadata__":{"k":1}}""", false)]
+    [TestCase("""{"__metadata__":{},"__metadata__":{}}""", false)]
+    [TestCase("""{"__metadata__":{"k":"a","k":"b"}}""", false)]
+    [TestCase("""{"\u0061":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}""", false)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}""", true)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[1,2,3,4,5,6,7,8,9],"data_offsets":[0,4]}}""", false)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,4]}}""", true)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4]}}""", false)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}}""", false)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}""", false)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[01],"data_offsets":[0,4]}}""", false)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[1e2],"data_offsets":[0,4]}}""", false)]
+    [TestCase("""{"a":{"dtype":"F33","shape":[],"data_offsets":[0,4]}}""", false)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4,5]}}""", false)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4],"x":1}}""", false)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[]}}""", false)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}""", false)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},}""", false)]
+    [TestCase("""{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]}} x""", false)]
+    [TestCase(" \t\r\n{ \"a\" : { \"shape\" : [ ] , \"dtype\" : \"F32\" , \"data_offsets\" : [ 0 , 4 ] } }        ", true)]
+    [TestCase("\uFEFF{}", false)]
+    [TestCase("{}", true)]
+    [TestCase("", false)]
+    public void PlainScannerOnFixedCases(string header, bool plain)
+        => Assert.That(PlainAgreesWithGeneral(Encoding.UTF8.GetBytes(header)), Is.EqualTo(plain), header);
+
+    [Test]
+    public void LargeEscapedMetadataValuesAgree()
+    {
+        // Values above the scanner's parallel-unescape threshold, among small ones, with an escape that is not canonical.
+        var big = string.Concat(Enumerable.Repeat("{\"a\":\"b\\c\u0001é\n\"}", 8000));
+        var meta = new Dictionary<string, string> { ["__encryption__"] = big, ["a"] = "x", ["z"] = big + "/" };
+        var json = Encoding.UTF8.GetString(HeaderSerializer.Pad(HeaderSerializer.Serialize(meta, [new HeaderTensor("t", Dtype.U8, [3], 0, 3)])));
+        Assert.That(PlainAgreesWithGeneral(Encoding.UTF8.GetBytes(json)), Is.True);
+        Assert.That(PlainAgreesWithGeneral(Encoding.UTF8.GetBytes(json.Replace("/", "\\/", StringComparison.Ordinal))), Is.True);
+        var h = SafetensorsHeader.Parse(Encoding.UTF8.GetBytes(json), null);
+        Assert.That(h.Metadata!["__encryption__"], Is.EqualTo(big));
+        Assert.That(h.Metadata.Keys, Is.EqualTo(new[] { "__encryption__", "a", "z" }));
+        // A duplicate key after a large value is still declined (and refused by the general parser).
+        Assert.That(PlainAgreesWithGeneral(Encoding.UTF8.GetBytes(json.Replace("\"a\":\"x\"", "\"__encryption__\":\"x\"", StringComparison.Ordinal))), Is.False);
+    }
+
+    [Test]
+    public void WrittenEncryptedHeadersTakeThePlainPath()
+    {
+        var meta = new Dictionary<string, string>
+        {
+            ["__encryption__"] = "{\"a\":{\"wrapped_key\":\"x\",\"tags\":\"y\"}}",
+            ["__policy__"] = "{\"local\":\"package model\\nallow = true\",\"remote\":\"\"}",
+            ["user"] = "é\u0001\\/",
+        };
+        var json = HeaderSerializer.Pad(HeaderSerializer.Serialize(meta, [new HeaderTensor("a", Dtype.F32, [32, 32], 0, 4096)]));
+        Assert.That(PlainAgreesWithGeneral(json), Is.True);
+    }
+
     [Test]
     public void CanonicalFormOfAnyEncodingIsTheReserialization()
         => Check.One(Quick(500), Prop.ForAll(CaseGen.ToArbitrary(), ArbMap.Default.ArbFor<int>(), CanonicalOfNoisyIsTheReserialization));

@@ -1,0 +1,360 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace CryptoTensors.Gpu.Format;
+
+/// <summary>
+/// The fast path of <see cref="SafetensorsHeader"/> parsing: a scanner for the plain subset of JSON that writers emit
+/// (one object; <c>__metadata__</c> an object of strings or <c>null</c>; each tensor an object of exactly <c>dtype</c>,
+/// <c>shape</c> and <c>data_offsets</c>; integers in plain decimal; tensor and field names without escapes; strings
+/// with the simple escapes and <c>\uXXXX</c> outside the surrogate range; JSON whitespace anywhere). It declines
+/// (returns false) on anything else, valid or not, and on every semantic error it meets (duplicates, missing fields,
+/// unknown dtypes, wrong counts, integer overflow): the general parser then parses the header and reports the error.
+/// What it accepts it reads exactly as the general parser does. The header must already be valid UTF-8.
+/// </summary>
+internal static class PlainHeaderParser
+{
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static bool TryParse(byte[] header, out Dictionary<string, string>? metadata, out List<RawMetadataEntry>? rawMetadata,
+        out List<TensorInfo> tensors, out Dictionary<string, TensorInfo> byName)
+    {
+        metadata = null;
+        rawMetadata = null;
+        tensors = [];
+        byName = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
+        ReadOnlySpan<byte> s = header;
+        var i = 0;
+        if (!Expect(s, ref i, (byte)'{')) return false;
+        if (Peek(s, ref i) == (byte)'}') return Ends(s, i + 1);
+        var metadataSeen = false;
+        List<PendingEntry>? pending = null;
+        while (true)
+        {
+            if (!TryString(s, ref i, out var key, out var escaped) || escaped || !Expect(s, ref i, (byte)':')) return false;
+            if (s[key].SequenceEqual("__metadata__"u8))
+            {
+                if (metadataSeen || !TryMetadata(header, ref i, out metadata, out pending)) return false;
+                metadataSeen = true;
+            }
+            else
+            {
+                var name = Encoding.UTF8.GetString(s[key]);
+                ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(byName, name, out var exists);
+                if (exists || !TryTensor(s, ref i, name, Raw(key, canonical: true), out var tensor)) return false;
+                slot = tensor;
+                tensors.Add(tensor);
+            }
+            var next = Peek(s, ref i);
+            i++;
+            if (next == (byte)'}') return Ends(s, i) && Complete(metadata, pending, out rawMetadata);
+            if (next != (byte)',') return false;
+        }
+    }
+
+    /// <summary>A metadata entry whose value may still be unescaped on another core.</summary>
+    private readonly record struct PendingEntry(string Key, RawString RawKey, string? Value, Task<string?>? Later, RawString RawValue);
+
+    /// <summary>Escaped metadata values from this many bytes (the per-tensor reserved fields of large models) are unescaped on another core while the tensors are scanned.</summary>
+    private const int ParallelUnescapeBytes = 64 << 10;
+
+    /// <summary>Waits for the values unescaped in parallel and puts them, and the raw entries, in metadata order.</summary>
+    private static bool Complete(Dictionary<string, string>? metadata, List<PendingEntry>? pending, out List<RawMetadataEntry>? raw)
+    {
+        raw = null;
+        if (metadata is null || pending is null) return true;
+        raw = new List<RawMetadataEntry>(pending.Count);
+        foreach (var e in pending)
+        {
+            var value = e.Value ?? e.Later!.GetAwaiter().GetResult();
+            if (value is null) return false;
+            metadata[e.Key] = value; // the key is already there, in scan order
+            raw.Add(new RawMetadataEntry(e.Key, e.RawKey, value, e.RawValue));
+        }
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool TryMetadata(byte[] header, ref int i, out Dictionary<string, string>? metadata, out List<PendingEntry>? raw)
+    {
+        metadata = null;
+        raw = null;
+        ReadOnlySpan<byte> s = header;
+        var first = Peek(s, ref i);
+        if (first == (byte)'n')
+        {
+            if (!s[i..].StartsWith("null"u8)) return false;
+            i += 4;
+            return true;
+        }
+        if (first != (byte)'{') return false;
+        i++;
+        metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        raw = [];
+        if (Peek(s, ref i) == (byte)'}')
+        {
+            i++;
+            return true;
+        }
+        while (true)
+        {
+            if (!TryString(s, ref i, out var k, out var kEscaped, out var kCanonical) || !Expect(s, ref i, (byte)':')
+                || !TryString(s, ref i, out var v, out var vEscaped, out var vCanonical))
+                return false;
+            var key = Unescape(s[k], kEscaped);
+            if (key is null || !metadata.TryAdd(key, "")) return false;
+            if (vEscaped && v.End.Value - v.Start.Value >= ParallelUnescapeBytes && Environment.ProcessorCount > 1)
+            {
+                // The header array is never written again, so the copy-free slice is safe to read on another thread.
+                var range = v;
+                raw.Add(new PendingEntry(key, Raw(k, kCanonical), null, Task.Run(() => Unescape(header.AsSpan(range), escaped: true)), Raw(v, vCanonical)));
+            }
+            else
+            {
+                var value = Unescape(s[v], vEscaped);
+                if (value is null) return false;
+                raw.Add(new PendingEntry(key, Raw(k, kCanonical), value, null, Raw(v, vCanonical)));
+            }
+            var next = Peek(s, ref i);
+            i++;
+            if (next == (byte)'}') return true;
+            if (next != (byte)',') return false;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool TryTensor(ReadOnlySpan<byte> s, ref int i, string name, RawString rawName, out TensorInfo tensor)
+    {
+        tensor = null!;
+        if (!Expect(s, ref i, (byte)'{')) return false;
+        Dtype? dtype = null;
+        ulong[]? shape = null;
+        ulong begin = 0, end = 0;
+        var haveOffsets = false;
+        Span<ulong> values = stackalloc ulong[8];
+        if (Peek(s, ref i) == (byte)'}') return false;
+        while (true)
+        {
+            if (!TryString(s, ref i, out var field, out var escaped) || escaped || !Expect(s, ref i, (byte)':')) return false;
+            var f = s[field];
+            if (f.SequenceEqual("dtype"u8))
+            {
+                if (dtype is not null || !TryString(s, ref i, out var d, out var dEscaped) || dEscaped || !Dtypes.TryParseUtf8(s[d], out var parsed)) return false;
+                dtype = parsed;
+            }
+            else if (f.SequenceEqual("shape"u8))
+            {
+                if (shape is not null) return false;
+                var n = TryIntegers(s, ref i, values);
+                if (n < 0) return false;
+                shape = values[..n].ToArray();
+            }
+            else if (f.SequenceEqual("data_offsets"u8))
+            {
+                if (haveOffsets || TryIntegers(s, ref i, values) != 2) return false;
+                (begin, end) = (values[0], values[1]);
+                haveOffsets = true;
+            }
+            else return false; // unknown fields: the general parser skips them
+            var next = Peek(s, ref i);
+            i++;
+            if (next == (byte)'}') break;
+            if (next != (byte)',') return false;
+        }
+        if (dtype is null || shape is null || !haveOffsets) return false;
+        tensor = new TensorInfo(name, dtype.Value, shape, begin, end) { RawName = rawName };
+        return true;
+    }
+
+    /// <summary>An array of at most <paramref name="values"/>.Length plain unsigned integers; the count, or -1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int TryIntegers(ReadOnlySpan<byte> s, ref int i, Span<ulong> values)
+    {
+        if (!Expect(s, ref i, (byte)'[')) return -1;
+        if (Peek(s, ref i) == (byte)']')
+        {
+            i++;
+            return 0;
+        }
+        var n = 0;
+        while (true)
+        {
+            if (n == values.Length) return -1;
+            Peek(s, ref i);
+            var start = i;
+            ulong v = 0;
+            while (i < s.Length && s[i] is >= (byte)'0' and <= (byte)'9')
+            {
+                var digit = (ulong)(s[i] - '0');
+                if (v > (ulong.MaxValue - digit) / 10) return -1;
+                v = v * 10 + digit;
+                i++;
+            }
+            // At least one digit, and no leading zero (which JSON forbids).
+            if (i == start || (s[start] == (byte)'0' && i - start > 1)) return -1;
+            values[n++] = v;
+            var next = Peek(s, ref i);
+            i++;
+            if (next == (byte)']') return n;
+            if (next != (byte)',') return -1;
+        }
+    }
+
+    /// <summary>
+    /// A string token: the range of its raw content, and whether it holds escapes. Declines raw control characters,
+    /// unknown escapes and <c>\u</c> escapes of surrogates (the general parser handles those).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool TryString(ReadOnlySpan<byte> s, ref int i, out Range content, out bool escaped)
+        => TryString(s, ref i, out content, out escaped, out _);
+
+    /// <summary>
+    /// <see cref="TryString(ReadOnlySpan{byte}, ref int, out Range, out bool)"/>, also telling whether the raw content is in
+    /// canonical escaping (<see cref="CanonicalJson.IsCanonicalEscaped"/>), found in the same pass.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool TryString(ReadOnlySpan<byte> s, ref int i, out Range content, out bool escaped, out bool canonical)
+    {
+        content = default;
+        escaped = false;
+        canonical = true;
+        if (Peek(s, ref i) != (byte)'"') return false;
+        var start = i + 1;
+        for (var j = start; j < s.Length; j++)
+        {
+            var b = s[j];
+            if (b == (byte)'"')
+            {
+                content = start..j;
+                i = j + 1;
+                return true;
+            }
+            if (b < 0x20) return false;
+            if (b != (byte)'\\') continue;
+            escaped = true;
+            if (j + 1 >= s.Length) return false;
+            switch (s[j + 1])
+            {
+                case (byte)'"' or (byte)'\\' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t':
+                    j++;
+                    break;
+                case (byte)'/':
+                    canonical = false;
+                    j++;
+                    break;
+                case (byte)'u':
+                    if (j + 6 > s.Length || !TryHex4(s.Slice(j + 2, 4), out var c) || c is >= 0xD800 and <= 0xDFFF) return false;
+                    // Canonical only for a control character without a short form, in lower-case hex.
+                    if (c >= 0x20 || c is 0x08 or 0x09 or 0x0A or 0x0C or 0x0D || s.Slice(j + 2, 4).ContainsAnyInRange((byte)'A', (byte)'F')) canonical = false;
+                    j += 5;
+                    break;
+                default:
+                    return false;
+            }
+        }
+        return false;
+    }
+
+    private static bool TryHex4(ReadOnlySpan<byte> hex, out int value)
+    {
+        value = 0;
+        foreach (var h in hex)
+        {
+            int d = h switch
+            {
+                >= (byte)'0' and <= (byte)'9' => h - '0',
+                >= (byte)'a' and <= (byte)'f' => h - 'a' + 10,
+                >= (byte)'A' and <= (byte)'F' => h - 'A' + 10,
+                _ => -1,
+            };
+            if (d < 0) return false;
+            value = (value << 4) | d;
+        }
+        return true;
+    }
+
+    /// <summary>The value of a string accepted by <see cref="TryString(ReadOnlySpan{byte}, ref int, out Range, out bool)"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static string? Unescape(ReadOnlySpan<byte> raw, bool escaped)
+    {
+        if (!escaped) return Encoding.UTF8.GetString(raw);
+        var rented = ArrayPool<byte>.Shared.Rent(Math.Max(raw.Length, 1));
+        try
+        {
+            var o = 0;
+            for (var j = 0; j < raw.Length; j++)
+            {
+                var b = raw[j];
+                if (b != (byte)'\\')
+                {
+                    rented[o++] = b;
+                    continue;
+                }
+                var e = raw[++j];
+                switch (e)
+                {
+                    case (byte)'b': rented[o++] = 0x08; break;
+                    case (byte)'f': rented[o++] = 0x0C; break;
+                    case (byte)'n': rented[o++] = 0x0A; break;
+                    case (byte)'r': rented[o++] = 0x0D; break;
+                    case (byte)'t': rented[o++] = 0x09; break;
+                    case (byte)'u':
+                        if (!TryHex4(raw.Slice(j + 1, 4), out var c)) return null;
+                        j += 4;
+                        // A code point below U+D800 or above U+DFFF (TryString declined surrogates): 1 to 3 UTF-8 bytes.
+                        if (c < 0x80) rented[o++] = (byte)c;
+                        else if (c < 0x800)
+                        {
+                            rented[o++] = (byte)(0xC0 | (c >> 6));
+                            rented[o++] = (byte)(0x80 | (c & 0x3F));
+                        }
+                        else
+                        {
+                            rented[o++] = (byte)(0xE0 | (c >> 12));
+                            rented[o++] = (byte)(0x80 | ((c >> 6) & 0x3F));
+                            rented[o++] = (byte)(0x80 | (c & 0x3F));
+                        }
+                        break;
+                    default: rented[o++] = e; break; // '"', '\\' and '/'
+                }
+            }
+            return Encoding.UTF8.GetString(rented, 0, o);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
+
+    private static RawString Raw(Range r, bool canonical)
+    {
+        var (start, length) = (r.Start.Value, r.End.Value - r.Start.Value);
+        return length == 0 ? new RawString(0, 0, true) : new RawString(start, length, canonical);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsWhitespace(byte b) => b is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r';
+
+    /// <summary>Skips whitespace; the next byte, or 0 at the end.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static byte Peek(ReadOnlySpan<byte> s, ref int i)
+    {
+        while (i < s.Length && IsWhitespace(s[i])) i++;
+        return i < s.Length ? s[i] : (byte)0;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool Expect(ReadOnlySpan<byte> s, ref int i, byte b)
+    {
+        if (Peek(s, ref i) != b) return false;
+        i++;
+        return true;
+    }
+
+    private static bool Ends(ReadOnlySpan<byte> s, int i)
+    {
+        Peek(s, ref i);
+        return i == s.Length;
+    }
+}

@@ -1,0 +1,110 @@
+using System.Text;
+using CryptoTensors.Gpu.Crypto;
+
+namespace CryptoTensors.Gpu.Tests.Crypto;
+
+/// <summary>
+/// The fast path of the <c>__encryption__</c> parser: whatever it accepts, the general parser accepts with the same
+/// entries; it declines (leaving refusals to the general parser) on anything else.
+/// </summary>
+public class EncryptionFastPathTests
+{
+    private static string Canonical(int n, bool chunked, int seed)
+    {
+        var rng = new Random(seed);
+        byte[] Bytes(int k) { var b = new byte[k]; rng.NextBytes(b); return b; }
+        var entries = new Dictionary<string, EncryptionEntry>(StringComparer.Ordinal);
+        for (var i = 0; i < n; i++)
+        {
+            entries[$"layer.{i}.w" + (i % 3 == 0 ? "\u00e9\U0001F600" : "")] = new EncryptionEntry
+            {
+                WrappedKey = Bytes(32), KeyIv = Bytes(12), KeyTag = Bytes(16),
+                Iv = chunked ? [] : Bytes(12), Tag = chunked ? [] : Bytes(16),
+                BaseIv = chunked ? Bytes(12) : [], Tags = chunked ? Bytes(16 * (1 + i % 3)) : [],
+            };
+        }
+        return EncryptionEntry.Serialize(entries, chunked);
+    }
+
+    private static void AssertSame(Dictionary<string, EncryptionEntry> a, Dictionary<string, EncryptionEntry> b, string input)
+    {
+        Assert.That(a.Keys, Is.EqualTo(b.Keys), input);
+        foreach (var (k, x) in a)
+        {
+            var y = b[k];
+            Assert.That(new[] { x.WrappedKey, x.KeyIv, x.KeyTag, x.Iv, x.Tag, x.BaseIv, x.Tags },
+                Is.EqualTo(new[] { y.WrappedKey, y.KeyIv, y.KeyTag, y.Iv, y.Tag, y.BaseIv, y.Tags }), input);
+        }
+    }
+
+    /// <summary>Where the fast path gives an answer, the general parser gives the same one.</summary>
+    private static bool Check(string json)
+    {
+        var utf8 = Encoding.UTF8.GetBytes(json);
+        var fast = EncryptionEntry.TryParsePlain(utf8);
+        if (fast is null) return false;
+        Dictionary<string, EncryptionEntry> general;
+        try { general = EncryptionEntry.ParseGeneral(utf8); }
+        catch (CryptoTensorsException e)
+        {
+            Assert.Fail($"the fast path accepted what the general parser refuses ({e.Message}): {json}");
+            return true;
+        }
+        AssertSame(fast, general, json);
+        return true;
+    }
+
+    [Test]
+    public void WriterOutputTakesTheFastPath()
+    {
+        foreach (var chunked in new[] { false, true })
+        foreach (var n in new[] { 0, 1, 5, 300 })
+            Assert.That(Check(Canonical(n, chunked, n)), Is.True, $"{n} entries, chunked {chunked}");
+    }
+
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA","iv":null,"tag":""}}""", true)]
+    [TestCase(" {\n\"a\" : { \"wrapped_key\" :\t\"AAAA\" , \"key_iv\":\"AAAA\",\"key_tag\":\"AAAA\" } }\r\n", true)]
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA","enc_algo":"x"}}""", false)]
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":null}}""", false)]
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":""}}""", false)]
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA"}}""", false)]
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA","key_tag":"AAAA"}}""", false)]
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA"},"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA"}}""", false)]
+    [TestCase("""{"\u0061":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA"}}""", false)]
+    [TestCase("""{"a":{"wrapped_key":"AAA=","key_iv":"AAAA","key_tag":"AB=="}}""", false)]
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA"}} x""", false)]
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA"},}""", false)]
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA",}}""", false)]
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA","iv":nul}}""", false)]
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA","iv":12}}""", false)]
+    [TestCase("{}", true)]
+    [TestCase("{", false)]
+    [TestCase("", false)]
+    [TestCase("[]", false)]
+    public void FixedCases(string json, bool fast)
+        => Assert.That(Check(json), Is.EqualTo(fast), json);
+
+    [Test]
+    public void RandomMutationsNeverMakeTheFastPathDisagree()
+    {
+        var rng = new Random(11);
+        const string alphabet = "{}[]:,\" \n\\/nul0Aa=+bt\u0001\u00e9";
+        var taken = 0;
+        for (var round = 0; round < 20_000; round++)
+        {
+            var chars = Canonical(rng.Next(1, 4), rng.Next(2) == 0, round).ToList();
+            for (var m = rng.Next(1, 4); m > 0 && chars.Count > 0; m--)
+            {
+                var at = rng.Next(chars.Count);
+                switch (rng.Next(3))
+                {
+                    case 0: chars.RemoveAt(at); break;
+                    case 1: chars.Insert(at, alphabet[rng.Next(alphabet.Length)]); break;
+                    default: chars[at] = alphabet[rng.Next(alphabet.Length)]; break;
+                }
+            }
+            if (Check(new string(chars.ToArray()))) taken++;
+        }
+        Assert.That(taken, Is.GreaterThan(100), "some mutants (whitespace, names) still take the fast path");
+    }
+}
