@@ -280,7 +280,7 @@ public class HeaderPropertyTests
     public void PlainScannerAgreesWithTheGeneralParserOnMutants()
     {
         var rng = new Random(5);
-        const string alphabet = "{}[]:,\" \n\\/nul0123456789eE.-+uAadF_\u0001\u00e9";
+        const string alphabet = "{}[]:,\" \n\\/nul0123456789eE.-+uAadF_\u0001\u001f\u00e9";
         var sample = Gen.Sample(CaseGen, 300).ToArray();
         var plain = 0;
         for (var round = 0; round < 20_000; round++)
@@ -306,8 +306,8 @@ public class HeaderPropertyTests
     [TestCase("""{"__metadata__":{"k":"a\/b\u00E9\u0041\u00e9\n\u001f\\"}}""", true)]
     [TestCase("""{"__metadata__":{"k":"\uDC00"}}""", false)]
     [TestCase("""{"__metadata__":{"k":"\uD83D\uDE00"}}""", false)]
-    [TestCase("{\"__metadata__\":{\"k\":\"a\u001fb\"}}", false)]
-    [TestCase("{\"__metadata__\":{\"k\":\"a\u007fb\"}}", true)]
+    [TestCase("""{"__metadata__":{"k":"a<US>b"}}""", false)]
+    [TestCase("""{"__metadata__":{"k":"a<DEL>b"}}""", true)]
     [TestCase("""{"__metadata__":{"k":"\x"}}""", false)]
     [TestCase("""{"__metadata__":{"k":"\u12"}}""", false)]
     [TestCase("""{"__metadata__":null}""", true)]
@@ -336,7 +336,11 @@ public class HeaderPropertyTests
     [TestCase("{}", true)]
     [TestCase("", false)]
     public void PlainScannerOnFixedCases(string header, bool plain)
-        => Assert.That(PlainAgreesWithGeneral(Encoding.UTF8.GetBytes(header)), Is.EqualTo(plain), header);
+    {
+        // Control characters are spelled out in the cases: test names holding them do not reach the runner.
+        var text = header.Replace("<US>", "\u001f", StringComparison.Ordinal).Replace("<DEL>", "\u007f", StringComparison.Ordinal);
+        Assert.That(PlainAgreesWithGeneral(Encoding.UTF8.GetBytes(text)), Is.EqualTo(plain), header);
+    }
 
     [Test]
     public void LargeEscapedMetadataValuesAgree()
