@@ -2,6 +2,8 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using CryptoTensors.Gpu.Format;
 
+using static CryptoTensors.Gpu.Format.JsonScan;
+
 namespace CryptoTensors.Gpu.Crypto;
 
 /// <summary>The names of the reserved <c>__metadata__</c> fields (FORMAT.md §2).</summary>
@@ -252,32 +254,6 @@ internal sealed class EncryptionEntry
             if (after == (byte)'}') return Ends(s, i) ? result : null;
             if (after != (byte)',') return null;
         }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool IsWhitespace(byte b) => b is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r';
-
-    /// <summary>Skips whitespace; the next byte, or 0 at the end.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static byte Peek(ReadOnlySpan<byte> s, ref int i)
-    {
-        while (i < s.Length && IsWhitespace(s[i])) i++;
-        return i < s.Length ? s[i] : (byte)0;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool Expect(ReadOnlySpan<byte> s, ref int i, byte b)
-    {
-        if (Peek(s, ref i) != b) return false;
-        i++;
-        return true;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool Ends(ReadOnlySpan<byte> s, int i)
-    {
-        Peek(s, ref i);
-        return i == s.Length;
     }
 
     /// <summary>A string without escapes or control characters: the range of its content.</summary>

@@ -3,6 +3,8 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 
+using static CryptoTensors.Gpu.Format.JsonScan;
+
 namespace CryptoTensors.Gpu.Format;
 
 /// <summary>
@@ -331,30 +333,5 @@ internal static class PlainHeaderParser
     {
         var (start, length) = (r.Start.Value, r.End.Value - r.Start.Value);
         return length == 0 ? new RawString(0, 0, true) : new RawString(start, length, canonical);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool IsWhitespace(byte b) => b is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r';
-
-    /// <summary>Skips whitespace; the next byte, or 0 at the end.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static byte Peek(ReadOnlySpan<byte> s, ref int i)
-    {
-        while (i < s.Length && IsWhitespace(s[i])) i++;
-        return i < s.Length ? s[i] : (byte)0;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool Expect(ReadOnlySpan<byte> s, ref int i, byte b)
-    {
-        if (Peek(s, ref i) != b) return false;
-        i++;
-        return true;
-    }
-
-    private static bool Ends(ReadOnlySpan<byte> s, int i)
-    {
-        Peek(s, ref i);
-        return i == s.Length;
     }
 }
