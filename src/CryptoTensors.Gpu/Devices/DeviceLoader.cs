@@ -86,8 +86,7 @@ public static unsafe class DeviceLoader
         try
         {
             LoadWorkPlan.Validate(targets, chunkSize);
-            if (ReadPaths.Resolve(options.ReadPath) == ReadPath.MemoryMapped && reader.FileLength > 0)
-                mapping = FileMapping.Open(reader.FileHandle, reader.FileLength);
+            mapping = FileMapping.OpenFor(reader, options.ReadPath);
             engine.Attach(ring);
             attached = true;
             var parallel = new ParallelOptions { MaxDegreeOfParallelism = workers, CancellationToken = cancellationToken };
@@ -114,14 +113,7 @@ public static unsafe class DeviceLoader
             }, ciphers => ciphers.Dispose());
             engine.Synchronize();
             cancellationToken.ThrowIfCancellationRequested();
-            if (!errors.IsEmpty)
-            {
-                var first = errors.OrderBy(e => e.Item).First().Error;
-                // A file cut short under the mapping shows up as zeros (a failed tag) as well as a fault: report the cause.
-                if (mapping is not null && first is CryptoTensorsException c) mapping.EnsureIntact(c.Tensor);
-                throw first;
-            }
-            mapping?.EnsureIntact();
+            WorkItemReader.Complete(errors, mapping);
             return stats;
         }
         catch
@@ -154,7 +146,7 @@ public static unsafe class DeviceLoader
         try
         {
             engine.WaitForSlot(slot);
-            WorkItemReader.Read(reader, mapping, t, item, ciphers, ring.Slot(slot, item.Length), default);
+            WorkItemReader.Read(reader, mapping, t, item, ciphers, ring.Slot(slot, item.Length), null);
             engine.CopyAsync(slot, item.Length, t.Destination + (ulong)item.Offset);
         }
         finally
@@ -172,7 +164,7 @@ public static unsafe class DeviceLoader
         try
         {
             var whole = new Span<byte>(temp, length);
-            WorkItemReader.Read(reader, mapping, t, item, ciphers, whole, default);
+            WorkItemReader.Read(reader, mapping, t, item, ciphers, whole, null);
             for (long o = 0; o < length; o += ring.SlotBytes)
             {
                 var n = (int)Math.Min(ring.SlotBytes, length - o);

@@ -41,6 +41,10 @@ internal sealed unsafe class FileMapping : SafeHandle
     /// <inheritdoc />
     public override bool IsInvalid => handle == IntPtr.Zero;
 
+    /// <summary>The mapping a load with <paramref name="path"/> reads through (null for positional reads or an empty file).</summary>
+    internal static FileMapping? OpenFor(CryptoTensorsReader reader, ReadPath path)
+        => ReadPaths.Resolve(path) == ReadPath.MemoryMapped && reader.FileLength > 0 ? Open(reader.FileHandle, reader.FileLength) : null;
+
     /// <summary>Maps the first <paramref name="length"/> bytes of <paramref name="file"/>; refuses a file that no longer has them.</summary>
     internal static FileMapping Open(SafeFileHandle file, long length)
     {

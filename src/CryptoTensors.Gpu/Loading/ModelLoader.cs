@@ -16,8 +16,9 @@ public readonly record struct TensorDestination(IntPtr Pointer, long Length);
 /// tensors, blocks of plain tensors), so one huge tensor and a thousand small ones both keep every core busy.
 /// With <see cref="ReadPath.MemoryMapped"/> (the default where the native shim loads) each work item decrypts from a
 /// guarded mapping of the file straight into its final place; with <see cref="ReadPath.PositionalRead"/> it reads into
-/// a cache-resident per-worker staging buffer and decrypts from there into its place: no per-chunk allocation, one cipher per worker per data key. Any failure clears every destination and throws the error of
-/// the first failing tensor/chunk in file order; nothing is cached.
+/// a cache-resident per-worker staging buffer and decrypts from there into its place: no per-chunk allocation, one
+/// cipher per worker per data key. Any failure clears every destination and throws the error of the first failing
+/// tensor/chunk in file order; nothing is cached.
 /// </summary>
 public static unsafe class ModelLoader
 {
@@ -74,8 +75,7 @@ public static unsafe class ModelLoader
         try
         {
             LoadWorkPlan.Validate(targets, chunkSize);
-            if (ReadPaths.Resolve(options.ReadPath) == ReadPath.MemoryMapped && reader.FileLength > 0)
-                mapping = FileMapping.Open(reader.FileHandle, reader.FileLength);
+            mapping = FileMapping.OpenFor(reader, options.ReadPath);
             var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.MaxDegreeOfParallelism), CancellationToken = cancellationToken };
             Parallel.For(0, batches.Count, parallel, () => new WorkerState(reader), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (batch, loop, state) =>
             {
@@ -103,14 +103,7 @@ public static unsafe class ModelLoader
                 return state;
             }, state => state.Dispose());
             cancellationToken.ThrowIfCancellationRequested();
-            if (!errors.IsEmpty)
-            {
-                var first = errors.OrderBy(e => e.Item).First().Error;
-                // A file cut short under the mapping shows up as zeros (a failed tag) as well as a fault: report the cause.
-                if (mapping is not null && first is CryptoTensorsException c) mapping.EnsureIntact(c.Tensor);
-                throw first;
-            }
-            mapping?.EnsureIntact();
+            WorkItemReader.Complete(errors, mapping);
         }
         catch
         {
@@ -134,32 +127,20 @@ public static unsafe class ModelLoader
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Process(CryptoTensorsReader reader, LoadTarget<TensorDestination> t, LoadWorkItem item, WorkerState state, FileMapping? mapping)
-    {
-        var dest = new Span<byte>((void*)(t.Destination.Pointer + (nint)item.Offset), item.Length);
-        // Copy-then-decrypt paths go through a per-worker staging buffer that stays in cache, so the destination is
-        // written once (by the decryption); v1 tensors too large for it are decrypted in place.
-        var staging = t.Entry is not null && item.Length <= WorkerState.MaxStaging ? state.Staging(item.Length) : default;
-        WorkItemReader.Read(reader, mapping, t, item, state.Ciphers, dest, staging);
-    }
+        => WorkItemReader.Read(reader, mapping, t, item, state.Ciphers,
+            new Span<byte>((void*)(t.Destination.Pointer + (nint)item.Offset), item.Length), state.Staging);
 
-    /// <summary>Per-worker state: the cipher of the data key used last and a staging buffer for positional reads.</summary>
+    /// <summary>Per-worker state: the cipher of the data key used last and a staging buffer for copy-then-decrypt.</summary>
     private sealed class WorkerState(CryptoTensorsReader reader) : IDisposable
     {
-        public const int MaxStaging = 8 << 20;
-        private byte[]? _staging;
-
         public DataKeyCipherCache Ciphers { get; } = new(reader);
 
-        public Span<byte> Staging(int length)
-        {
-            if (_staging is null || _staging.Length < length) _staging = GC.AllocateUninitializedArray<byte>(Math.Max(length, 64 << 10), pinned: true);
-            return _staging.AsSpan(0, length);
-        }
+        public StagingBuffer Staging { get; } = new();
 
         public void Dispose()
         {
             Ciphers.Dispose();
-            if (_staging is not null) System.Security.Cryptography.CryptographicOperations.ZeroMemory(_staging);
+            Staging.Dispose();
         }
     }
 }
