@@ -103,7 +103,6 @@ internal sealed class CompactJsonWriter
         CanonicalJson.WriteEscapedContent(_out, utf8);
         Raw((byte)'"');
     }
-
 }
 
 /// <summary>

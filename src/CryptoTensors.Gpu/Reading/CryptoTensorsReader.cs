@@ -193,10 +193,6 @@ public sealed class CryptoTensorsReader : IDisposable
         }
     }
 
-    /// <summary>
-    /// The message the reference signs (FORMAT.md §4.1): the canonical re-serialization of the header without
-    /// <c>__signature__</c>, never the raw header slice (strings already stored canonically are copied as they are).
-    /// </summary>
     /// <summary>Parsing of a large <c>__encryption__</c> started on the thread pool, or null where it is small or there is one core.</summary>
     private static Task<Dictionary<string, EncryptionEntry>>? StartParallelParse(string encryptionJson)
         => Environment.ProcessorCount > 1 && encryptionJson.Length >= ParallelParseChars
@@ -206,19 +202,37 @@ public sealed class CryptoTensorsReader : IDisposable
     /// <summary>From this many characters of <c>__encryption__</c> (about 80 tensors) its parsing overlaps the signature check.</summary>
     private const int ParallelParseChars = 16 << 10;
 
+    /// <summary>
+    /// The message the reference signs (FORMAT.md §4.1): the canonical re-serialization of the header without
+    /// <c>__signature__</c>, never the raw header slice (strings already stored canonically are copied as they are).
+    /// </summary>
     internal static byte[] SignedMessage(SafetensorsHeader header)
     {
-        using var message = new PooledBufferWriter((int)Math.Min(header.HeaderLength + 64, int.MaxValue));
-        header.WriteCanonical(message, ReservedFields.Signature);
+        using var message = CanonicalMessage(header);
         return message.WrittenSpan.ToArray();
+    }
+
+    /// <summary><see cref="SignedMessage"/> in a pooled buffer the caller disposes.</summary>
+    private static PooledBufferWriter CanonicalMessage(SafetensorsHeader header)
+    {
+        var message = new PooledBufferWriter((int)Math.Min(header.HeaderLength + 64, int.MaxValue));
+        try
+        {
+            header.WriteCanonical(message, ReservedFields.Signature);
+            return message;
+        }
+        catch
+        {
+            message.Dispose();
+            throw;
+        }
     }
 
     private static void VerifySignature(SafetensorsHeader header, string signatureText, VerificationKey key)
     {
         if (!Base64Strict.TryDecode(signatureText, out var signature) || signature.Length != Ed25519.SignatureSize)
             throw Errors.Create(ErrorCode.InvalidSignatureFormat, "invalid signature format: expected padded standard base64 of 64 bytes", field: ReservedFields.Signature);
-        using var message = new PooledBufferWriter((int)Math.Min(header.HeaderLength + 64, int.MaxValue));
-        header.WriteCanonical(message, ReservedFields.Signature);
+        using var message = CanonicalMessage(header);
         if (!Ed25519.Verify(key.PublicKey, message.WrittenSpan, signature))
             throw Errors.Create(ErrorCode.SignatureMismatch, "signature verification failed", field: ReservedFields.Signature);
     }
