@@ -171,11 +171,12 @@ internal static unsafe class BenchCommand
         return (peak, baseline);
     }
 
-    /// <summary>Writes an encrypted copy of the plain file <paramref name="plain"/> to <paramref name="output"/> (what <c>ctensors encrypt</c> does).</summary>
-    internal static void EncryptCopy(string plain, string output, WriterOptions options)
+    /// <summary>Writes an encrypted copy of the plain file <paramref name="plain"/> to <paramref name="output"/> (what <c>ctensors encrypt</c> does); returns the tensor bytes.</summary>
+    internal static long EncryptCopy(string plain, string output, WriterOptions options)
     {
         using var src = CryptoTensorsReader.Open(plain, new ReaderOptions { Keys = new() });
         CryptoTensorsWriter.Write(output, src.Tensors.Select(t => TensorSource.FromReader(src, t.Name)), options);
+        return src.Tensors.Sum(t => t.ByteLength);
     }
 
     internal static double Gbps(long bytes, double seconds) => Math.Round(bytes / seconds / 1e9, 3);

@@ -19,6 +19,13 @@ internal static unsafe class LoadTiming
     {
         var sw = Stopwatch.StartNew();
         using var reader = CryptoTensorsReader.Open(path, options);
+        LoadAll(reader, destination, readPath);
+        return sw.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Every tensor of <paramref name="reader"/> through the parallel loader, packed one after another at <paramref name="destination"/>.</summary>
+    public static void LoadAll(CryptoTensorsReader reader, byte* destination, ReadPath readPath)
+    {
         var offsets = new Dictionary<string, long>(StringComparer.Ordinal);
         long offset = 0;
         foreach (var t in reader.Tensors)
@@ -27,7 +34,6 @@ internal static unsafe class LoadTiming
             offset += t.ByteLength;
         }
         ModelLoader.LoadInto(reader, t => new TensorDestination((IntPtr)(destination + offsets[t.Name]), t.ByteLength), new LoadOptions { ReadPath = readPath });
-        return sw.Elapsed.TotalSeconds;
     }
 
 }

@@ -3,7 +3,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
-using CryptoTensors.Gpu.Keys;
 using CryptoTensors.Gpu.Loading;
 using CryptoTensors.Gpu.Reading;
 using CryptoTensors.Gpu.Writing;
@@ -53,10 +52,7 @@ internal static unsafe class RssProbeCommand
             var destination = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, bytes), 4096);
             try
             {
-                var offsets = new Dictionary<string, long>(StringComparer.Ordinal);
-                long offset = 0;
-                foreach (var t in reader.Tensors) { offsets[t.Name] = offset; offset += t.ByteLength; }
-                ModelLoader.LoadInto(reader, t => new TensorDestination((IntPtr)(destination + offsets[t.Name]), t.ByteLength), new LoadOptions { ReadPath = readPath });
+                LoadTiming.LoadAll(reader, destination, readPath);
             }
             finally
             {
@@ -65,10 +61,8 @@ internal static unsafe class RssProbeCommand
         }
         else
         {
-            using var src = CryptoTensorsReader.Open(input, new ReaderOptions { Keys = new() });
-            bytes = src.Tensors.Sum(t => t.ByteLength);
-            CryptoTensorsWriter.Write(output ?? throw new ArgumentException("--output is required with --mode encrypt"),
-                src.Tensors.Select(t => TensorSource.FromReader(src, t.Name)), new WriterOptions { MasterKey = master, SigningKey = signer });
+            bytes = BenchCommand.EncryptCopy(input, output ?? throw new ArgumentException("--output is required with --mode encrypt"),
+                new WriterOptions { MasterKey = master, SigningKey = signer });
         }
         var seconds = sw.Elapsed.TotalSeconds;
         var result = new Dictionary<string, object>
