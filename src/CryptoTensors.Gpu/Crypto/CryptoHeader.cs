@@ -191,14 +191,27 @@ internal sealed class EncryptionEntry
         => TryParsePlain(utf8) ?? ParseGeneral(utf8);
 
     /// <summary>
+    /// <see cref="Parse(string)"/> from the stored form of the <c>__encryption__</c> metadata value: its bytes in the
+    /// header, still escaped as a JSON string. What writers emit (the only escapes being <c>\"</c>) is scanned in place,
+    /// with no string built; anything else is parsed from the unescaped <paramref name="value"/>.
+    /// </summary>
+    internal static Dictionary<string, EncryptionEntry> ParseStored(ReadOnlySpan<byte> stored, Func<string> value)
+        => TryParsePlain(stored, inString: true) ?? Parse(value());
+
+    /// <summary>
     /// The fast path of <see cref="Parse(ReadOnlySpan{byte})"/> for what writers emit: an object of objects whose names
     /// and values are strings without escapes (values: valid strict base64, or <c>null</c> for optional fields), only
     /// known fields, JSON whitespace anywhere. Returns null on anything else, valid or not, including every semantic
     /// error (duplicates, missing or empty key fields, bad base64): the general parser then decides, and reports the
     /// error. Everything accepted here is read exactly as the general parser reads it.
     /// </summary>
+    /// <remarks>
+    /// With <paramref name="inString"/>, <paramref name="s"/> is the JSON text as stored inside a JSON string (the metadata
+    /// value): every quote appears as <c>\"</c>, and any other backslash (another escape, or whitespace other than
+    /// spaces, which would be escaped) makes it decline; so it reads exactly the text the unescaped value holds.
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static Dictionary<string, EncryptionEntry>? TryParsePlain(ReadOnlySpan<byte> s)
+    internal static Dictionary<string, EncryptionEntry>? TryParsePlain(ReadOnlySpan<byte> s, bool inString = false)
     {
         var i = 0;
         if (!Expect(s, ref i, (byte)'{')) return null;
@@ -207,7 +220,7 @@ internal sealed class EncryptionEntry
         if (Peek(s, ref i) == (byte)'}') return Ends(s, i + 1) ? result : null;
         while (true)
         {
-            if (!TryString(s, ref i, out var name) || !Expect(s, ref i, (byte)':') || !Expect(s, ref i, (byte)'{')) return null;
+            if (!TryString(s, ref i, out var name, inString) || !Expect(s, ref i, (byte)':') || !Expect(s, ref i, (byte)'{')) return null;
             var tensor = System.Text.Encoding.UTF8.GetString(s[name]);
             ref var slot = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(result, tensor, out var exists);
             if (exists) return null;
@@ -218,7 +231,7 @@ internal sealed class EncryptionEntry
             {
                 while (true)
                 {
-                    if (!TryString(s, ref i, out var field) || !Expect(s, ref i, (byte)':')) return null;
+                    if (!TryString(s, ref i, out var field, inString) || !Expect(s, ref i, (byte)':')) return null;
                     var f = PlainFieldIndex(s[field]);
                     if (f < 0 || (present & (1 << f)) != 0) return null;
                     present |= 1 << f;
@@ -228,7 +241,7 @@ internal sealed class EncryptionEntry
                         i += 4;
                         isNull |= 1 << f;
                     }
-                    else if (!TryString(s, ref i, out fields[f])) return null;
+                    else if (!TryString(s, ref i, out fields[f], inString)) return null;
                     var next = Peek(s, ref i);
                     i++;
                     if (next == (byte)'}') break;
@@ -256,24 +269,40 @@ internal sealed class EncryptionEntry
         }
     }
 
-    /// <summary>A string without escapes or control characters: the range of its content.</summary>
+    /// <summary>
+    /// A string without escapes or control characters: the range of its content. <paramref name="inString"/>: the text is
+    /// stored inside a JSON string, so the string is delimited by <c>\"</c>, and a bare quote or any other backslash declines.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool TryString(ReadOnlySpan<byte> s, ref int i, out Range content)
+    private static bool TryString(ReadOnlySpan<byte> s, ref int i, out Range content, bool inString)
     {
         content = default;
-        if (Peek(s, ref i) != (byte)'"') return false;
+        if (inString)
+        {
+            if (Peek(s, ref i) != (byte)'\\' || i + 1 >= s.Length || s[i + 1] != (byte)'"') return false;
+            i++;
+        }
+        else if (Peek(s, ref i) != (byte)'"') return false;
         var start = i + 1;
         // A scalar scan: names and values are short.
         for (var j = start; j < s.Length; j++)
         {
             var b = s[j];
+            if (b == (byte)'\\')
+            {
+                if (!inString || j + 1 >= s.Length || s[j + 1] != (byte)'"') return false;
+                content = start..j;
+                i = j + 2;
+                return true;
+            }
             if (b == (byte)'"')
             {
+                if (inString) return false;
                 content = start..j;
                 i = j + 1;
                 return true;
             }
-            if (b < 0x20 || b == (byte)'\\') return false;
+            if (b < 0x20) return false;
         }
         return false;
     }

@@ -19,11 +19,9 @@ namespace CryptoTensors.Gpu.Format;
 internal static class PlainHeaderParser
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static bool TryParse(byte[] header, out Dictionary<string, string>? metadata, out List<RawMetadataEntry>? rawMetadata,
-        out List<TensorInfo> tensors, out Dictionary<string, TensorInfo> byName)
+    public static bool TryParse(byte[] header, out HeaderMetadata? metadata, out List<TensorInfo> tensors, out Dictionary<string, TensorInfo> byName)
     {
         metadata = null;
-        rawMetadata = null;
         tensors = [];
         byName = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
         ReadOnlySpan<byte> s = header;
@@ -31,13 +29,12 @@ internal static class PlainHeaderParser
         if (!Expect(s, ref i, (byte)'{')) return false;
         if (Peek(s, ref i) == (byte)'}') return Ends(s, i + 1);
         var metadataSeen = false;
-        List<PendingEntry>? pending = null;
         while (true)
         {
             if (!TryString(s, ref i, out var key, out var escaped) || escaped || !Expect(s, ref i, (byte)':')) return false;
             if (s[key].SequenceEqual("__metadata__"u8))
             {
-                if (metadataSeen || !TryMetadata(header, ref i, out metadata, out pending)) return false;
+                if (metadataSeen || !TryMetadata(header, ref i, out metadata)) return false;
                 metadataSeen = true;
             }
             else
@@ -50,38 +47,21 @@ internal static class PlainHeaderParser
             }
             var next = Peek(s, ref i);
             i++;
-            if (next == (byte)'}') return Ends(s, i) && Complete(metadata, pending, out rawMetadata);
+            if (next == (byte)'}') return Ends(s, i);
             if (next != (byte)',') return false;
         }
     }
 
-    /// <summary>A metadata entry whose value may still be unescaped on another core.</summary>
-    private readonly record struct PendingEntry(string Key, RawString RawKey, string? Value, Task<string?>? Later, RawString RawValue);
-
-    /// <summary>Escaped metadata values from this many bytes (the per-tensor reserved fields of large models) are unescaped on another core while the tensors are scanned.</summary>
-    private const int ParallelUnescapeBytes = 64 << 10;
-
-    /// <summary>Waits for the values unescaped in parallel and puts them, and the raw entries, in metadata order.</summary>
-    private static bool Complete(Dictionary<string, string>? metadata, List<PendingEntry>? pending, out List<RawMetadataEntry>? raw)
-    {
-        raw = null;
-        if (metadata is null || pending is null) return true;
-        raw = new List<RawMetadataEntry>(pending.Count);
-        foreach (var e in pending)
-        {
-            var value = e.Value ?? e.Later!.GetAwaiter().GetResult();
-            if (value is null) return false;
-            metadata[e.Key] = value; // the key is already there, in scan order
-            raw.Add(new RawMetadataEntry(e.Key, e.RawKey, value, e.RawValue));
-        }
-        return true;
-    }
+    /// <summary>
+    /// Metadata values from this many stored bytes (the per-tensor reserved fields of many-tensor models) are unescaped
+    /// only when first read (<see cref="HeaderMetadata"/>): the reader parses <c>__encryption__</c> from the stored bytes.
+    /// </summary>
+    internal const int DeferredValueBytes = 16 << 10;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool TryMetadata(byte[] header, ref int i, out Dictionary<string, string>? metadata, out List<PendingEntry>? raw)
+    private static bool TryMetadata(byte[] header, ref int i, out HeaderMetadata? metadata)
     {
         metadata = null;
-        raw = null;
         ReadOnlySpan<byte> s = header;
         var first = Peek(s, ref i);
         if (first == (byte)'n')
@@ -92,8 +72,7 @@ internal static class PlainHeaderParser
         }
         if (first != (byte)'{') return false;
         i++;
-        metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-        raw = [];
+        metadata = new HeaderMetadata(header);
         if (Peek(s, ref i) == (byte)'}')
         {
             i++;
@@ -105,19 +84,11 @@ internal static class PlainHeaderParser
                 || !TryString(s, ref i, out var v, out var vEscaped, out var vCanonical))
                 return false;
             var key = Unescape(s[k], kEscaped);
-            if (key is null || !metadata.TryAdd(key, "")) return false;
-            if (vEscaped && v.End.Value - v.Start.Value >= ParallelUnescapeBytes && Environment.ProcessorCount > 1)
-            {
-                // The header array is never written again, so the copy-free slice is safe to read on another thread.
-                var range = v;
-                raw.Add(new PendingEntry(key, Raw(k, kCanonical), null, Task.Run(() => Unescape(header.AsSpan(range), escaped: true)), Raw(v, vCanonical)));
-            }
-            else
-            {
-                var value = Unescape(s[v], vEscaped);
-                if (value is null) return false;
-                raw.Add(new PendingEntry(key, Raw(k, kCanonical), value, null, Raw(v, vCanonical)));
-            }
+            if (key is null) return false;
+            var deferred = v.End.Value - v.Start.Value >= DeferredValueBytes;
+            var value = deferred ? null : Unescape(s[v], vEscaped);
+            if (!deferred && value is null) return false;
+            if (!metadata.TryAdd(new RawMetadataEntry(key, Raw(k, kCanonical), Raw(v, vCanonical), vEscaped), value)) return false;
             var next = Peek(s, ref i);
             i++;
             if (next == (byte)'}') return true;
@@ -278,7 +249,7 @@ internal static class PlainHeaderParser
 
     /// <summary>The value of a string accepted by <see cref="TryString(ReadOnlySpan{byte}, ref int, out Range, out bool)"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static string? Unescape(ReadOnlySpan<byte> raw, bool escaped)
+    internal static string? Unescape(ReadOnlySpan<byte> raw, bool escaped)
     {
         if (!escaped) return Encoding.UTF8.GetString(raw);
         var rented = ArrayPool<byte>.Shared.Rent(Math.Max(raw.Length, 1));

@@ -21,15 +21,13 @@ public sealed class SafetensorsHeader
     private const int MaxJsonDepth = 64;
     private readonly Dictionary<string, TensorInfo> _byName;
     private readonly byte[] _raw;
-    private readonly List<RawMetadataEntry>? _rawMetadata;
+    private readonly HeaderMetadata? _metadata;
 
-    private SafetensorsHeader(byte[] raw, long headerLength, Dictionary<string, string>? metadata, List<RawMetadataEntry>? rawMetadata,
-        List<TensorInfo> ordered, Dictionary<string, TensorInfo> byName)
+    private SafetensorsHeader(byte[] raw, long headerLength, HeaderMetadata? metadata, List<TensorInfo> ordered, Dictionary<string, TensorInfo> byName)
     {
         _raw = raw;
         HeaderLength = headerLength;
-        Metadata = metadata;
-        _rawMetadata = rawMetadata;
+        _metadata = metadata;
         Tensors = ordered;
         _byName = byName;
         DataLength = ordered.Count == 0 ? 0 : (long)ordered[^1].End;
@@ -45,7 +43,17 @@ public sealed class SafetensorsHeader
     public long DataLength { get; }
 
     /// <summary>All of <c>__metadata__</c> (user and reserved keys), or null when absent or <c>null</c>.</summary>
-    public IReadOnlyDictionary<string, string>? Metadata { get; }
+    public IReadOnlyDictionary<string, string>? Metadata => _metadata;
+
+    /// <summary>
+    /// The stored bytes of a metadata value: its content between the quotes, still JSON-escaped, as a slice of the header
+    /// (valid while this header lives). Lets <c>__encryption__</c> be parsed without building its string.
+    /// </summary>
+    internal bool TryGetStoredValue(string key, out ReadOnlyMemory<byte> stored)
+    {
+        stored = default;
+        return _metadata is not null && _metadata.TryGetStored(key, out stored);
+    }
 
     /// <summary>Tensors in offset order (ties between empty tensors broken by dtype descending, then name).</summary>
     public IReadOnlyList<TensorInfo> Tensors { get; }
@@ -96,12 +104,11 @@ public sealed class SafetensorsHeader
         if (!Utf8.IsValid(header))
             throw Errors.Create(ErrorCode.InvalidUtf8, "invalid UTF-8 in header");
 
-        Dictionary<string, string>? metadata = null;
-        List<RawMetadataEntry>? rawMetadata = null;
+        HeaderMetadata? metadata = null;
         List<TensorInfo> tensors = [];
         Dictionary<string, TensorInfo> byName = null!;
-        var plain = allowPlain && PlainHeaderParser.TryParse(header, out metadata, out rawMetadata, out tensors, out byName);
-        if (!plain) ParseGeneral(header, out metadata, out rawMetadata, out tensors, out byName);
+        var plain = allowPlain && PlainHeaderParser.TryParse(header, out metadata, out tensors, out byName);
+        if (!plain) ParseGeneral(header, out metadata, out tensors, out byName);
 
         if (!IsInOffsetOrder(tensors)) tensors.Sort(OffsetOrder.Instance);
         ulong previousEnd = 0;
@@ -121,7 +128,7 @@ public sealed class SafetensorsHeader
         if (previousEnd > long.MaxValue - (ulong)header.Length - 8)
             throw Errors.Create(ErrorCode.ValidationOverflow, "data section larger than a file can be");
 
-        var result = new SafetensorsHeader(header, header.Length, metadata, rawMetadata, tensors, byName) { ParsedPlain = plain };
+        var result = new SafetensorsHeader(header, header.Length, metadata, tensors, byName) { ParsedPlain = plain };
         if (fileLength is { } len && result.DataStart + result.DataLength != len)
             throw Errors.Create(ErrorCode.IncompleteBuffer,
                 $"incomplete metadata, file not fully covered: tensors end at byte {result.DataStart + result.DataLength}, file has {len}");
@@ -129,11 +136,9 @@ public sealed class SafetensorsHeader
     }
 
     /// <summary>The general parser: any JSON, every refusal with its error code.</summary>
-    internal static void ParseGeneral(byte[] header, out Dictionary<string, string>? metadata, out List<RawMetadataEntry>? rawMetadata,
-        out List<TensorInfo> tensors, out Dictionary<string, TensorInfo> byName)
+    internal static void ParseGeneral(byte[] header, out HeaderMetadata? metadata, out List<TensorInfo> tensors, out Dictionary<string, TensorInfo> byName)
     {
         metadata = null;
-        rawMetadata = null;
         var metadataSeen = false;
         tensors = [];
         byName = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
@@ -150,7 +155,7 @@ public sealed class SafetensorsHeader
                     if (metadataSeen)
                         throw Errors.Create(ErrorCode.DuplicateKey, "invalid JSON in header: duplicate key '__metadata__'", field: "__metadata__");
                     metadataSeen = true;
-                    metadata = ReadMetadata(ref reader, header, out rawMetadata);
+                    metadata = ReadMetadata(ref reader, header);
                     continue;
                 }
                 var rawName = RawOf(ref reader, header);
@@ -212,20 +217,27 @@ public sealed class SafetensorsHeader
     {
         output.Write("{"u8);
         var first = true;
-        if (Metadata is not null)
+        if (_metadata is not null)
         {
             output.Write("\"__metadata__\":{"u8);
-            var entries = _rawMetadata!.ToArray();
-            Array.Sort(entries, static (x, y) => Utf8Order.Instance.Compare(x.Key, y.Key));
+            var entries = _metadata.Entries;
+            var order = new int[entries.Count];
+            for (var i = 0; i < order.Length; i++) order[i] = i;
+            Array.Sort(order, (x, y) => Utf8Order.Instance.Compare(entries[x].Key, entries[y].Key));
             var firstEntry = true;
-            foreach (var e in entries)
+            foreach (var i in order)
             {
+                var e = entries[i];
                 if (e.Key == excludedMetadataKey) continue;
                 if (!firstEntry) output.Write(","u8);
                 firstEntry = false;
-                WriteString(output, e.RawKey, e.Key);
-                output.Write(":"u8);
-                WriteString(output, e.RawValue, e.Value);
+                output.Write("\""u8);
+                WriteStringContent(output, e.RawKey, e.Key);
+                output.Write("\":\""u8);
+                // A value is unescaped (from the stored header) only where its stored form is not canonical.
+                if (e.RawValue.Canonical) output.Write(_raw.AsSpan(e.RawValue.Start, e.RawValue.Length));
+                else CanonicalJson.WriteEscapedContent(output, _metadata.ValueAt(i));
+                output.Write("\""u8);
             }
             output.Write("}"u8);
             first = false;
@@ -252,13 +264,6 @@ public sealed class SafetensorsHeader
         output.Write("}"u8);
     }
 
-    private void WriteString(IBufferWriter<byte> output, RawString raw, string value)
-    {
-        output.Write("\""u8);
-        WriteStringContent(output, raw, value);
-        output.Write("\""u8);
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteStringContent(IBufferWriter<byte> output, RawString raw, string value)
     {
@@ -277,15 +282,13 @@ public sealed class SafetensorsHeader
     internal static string FormatShape(IReadOnlyList<ulong> shape) => "[" + string.Join(',', shape) + "]";
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static Dictionary<string, string>? ReadMetadata(ref Utf8JsonReader reader, byte[] header, out List<RawMetadataEntry>? raw)
+    private static HeaderMetadata? ReadMetadata(ref Utf8JsonReader reader, byte[] header)
     {
-        raw = null;
         Read(ref reader);
         if (reader.TokenType == JsonTokenType.Null) return null;
         if (reader.TokenType != JsonTokenType.StartObject)
             throw Errors.Create(ErrorCode.InvalidJson, "invalid JSON in header: __metadata__ must be an object of strings", field: "__metadata__");
-        var map = new Dictionary<string, string>(StringComparer.Ordinal);
-        raw = [];
+        var map = new HeaderMetadata(header);
         while (true)
         {
             Read(ref reader);
@@ -296,10 +299,9 @@ public sealed class SafetensorsHeader
             if (reader.TokenType != JsonTokenType.String)
                 throw Errors.Create(ErrorCode.InvalidJson, $"invalid JSON in header: metadata value of '{key}' is not a string", field: "__metadata__");
             var rawValue = RawOf(ref reader, header);
-            var value = reader.GetString()!;
-            if (!map.TryAdd(key, value))
+            var entry = new RawMetadataEntry(key, rawKey, rawValue, reader.ValueIsEscaped);
+            if (!map.TryAdd(entry, reader.GetString()!))
                 throw Errors.Create(ErrorCode.DuplicateKey, $"invalid JSON in header: duplicate metadata key '{key}'", field: "__metadata__");
-            raw.Add(new RawMetadataEntry(key, rawKey, value, rawValue));
         }
     }
 
@@ -444,8 +446,8 @@ public sealed class SafetensorsHeader
 /// <summary>A string of a parsed header as stored: where its escaped bytes lie, and whether they are the canonical escaping (§1.6).</summary>
 internal readonly record struct RawString(int Start, int Length, bool Canonical);
 
-/// <summary>A <c>__metadata__</c> entry with the stored forms of its key and value.</summary>
-internal readonly record struct RawMetadataEntry(string Key, RawString RawKey, string Value, RawString RawValue);
+/// <summary>A <c>__metadata__</c> entry: its key, the stored forms of key and value, and whether the stored value holds escapes.</summary>
+internal readonly record struct RawMetadataEntry(string Key, RawString RawKey, RawString RawValue, bool ValueEscaped);
 
 /// <summary>The reference writer's tensor order: dtype descending (enum order), then name by UTF-8 bytes.</summary>
 public static class WriterOrder

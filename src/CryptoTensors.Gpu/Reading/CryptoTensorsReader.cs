@@ -47,10 +47,17 @@ public sealed class CryptoTensorsReader : IDisposable
         _algorithm = algorithm;
         MasterKeyAlg = masterAlg;
         Tensors = Describe(header, crypto);
-        var meta = header.Metadata ?? new Dictionary<string, string>();
-        Metadata = meta.Where(kv => !ReservedFields.IsReserved(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
-        ReservedMetadata = meta.Where(kv => ReservedFields.IsReserved(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        var meta = header.Metadata;
+        Metadata = meta is null ? new Dictionary<string, string>() : Select(meta, reserved: false);
+        // Built on first use: it holds __encryption__, whose string opening never needs.
+        _reservedMetadata = new Lazy<IReadOnlyDictionary<string, string>>(() => meta is null ? new Dictionary<string, string>() : Select(meta, reserved: true));
     }
+
+    private readonly Lazy<IReadOnlyDictionary<string, string>> _reservedMetadata;
+
+    /// <summary>The entries of <paramref name="meta"/> with reserved keys, or those without; only their values are read.</summary>
+    private static Dictionary<string, string> Select(IReadOnlyDictionary<string, string> meta, bool reserved)
+        => meta.Keys.Where(k => ReservedFields.IsReserved(k) == reserved).ToDictionary(k => k, k => meta[k], StringComparer.Ordinal);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static TensorDescriptor[] Describe(SafetensorsHeader header, Dictionary<string, TensorCrypto> crypto)
@@ -80,7 +87,7 @@ public sealed class CryptoTensorsReader : IDisposable
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
     /// <summary>Reserved metadata: the keys that start with <c>__</c> (crypto fields included).</summary>
-    public IReadOnlyDictionary<string, string> ReservedMetadata { get; }
+    public IReadOnlyDictionary<string, string> ReservedMetadata => _reservedMetadata.Value;
 
     /// <summary>True when the file has <c>__encryption__</c> (and so was signed and verified at open).</summary>
     public bool IsEncrypted => CryptoKeys is not null;
@@ -167,8 +174,7 @@ public sealed class CryptoTensorsReader : IDisposable
             // __encryption__ (untrusted JSON, like the whole header at this point) is parsed on another core while the
             // signature is checked; its result or error is looked at only once the signature and the policy have passed,
             // so errors keep the reference's order and no data key is unwrapped before both.
-            var encryptionJson = meta[ReservedFields.Encryption];
-            var parse = StartParallelParse(encryptionJson);
+            var parse = StartParallelParse(header);
             AccessPolicy policy;
             try
             {
@@ -183,7 +189,7 @@ public sealed class CryptoTensorsReader : IDisposable
                 throw;
             }
 
-            var entries = parse is null ? EncryptionEntry.Parse(encryptionJson) : parse.GetAwaiter().GetResult();
+            var entries = parse is null ? ParseEncryption(header) : parse.GetAwaiter().GetResult();
             var (crypto, deks) = UnwrapAll(entries, header, master);
             return new HeaderCrypto(keys, policy, crypto, deks, master.Algorithm, master.Alg);
         }
@@ -194,13 +200,19 @@ public sealed class CryptoTensorsReader : IDisposable
     }
 
     /// <summary>Parsing of a large <c>__encryption__</c> started on the thread pool, or null where it is small or there is one core.</summary>
-    private static Task<Dictionary<string, EncryptionEntry>>? StartParallelParse(string encryptionJson)
-        => Environment.ProcessorCount > 1 && encryptionJson.Length >= ParallelParseChars
-            ? Task.Run(() => EncryptionEntry.Parse(encryptionJson))
+    private static Task<Dictionary<string, EncryptionEntry>>? StartParallelParse(SafetensorsHeader header)
+        => Environment.ProcessorCount > 1 && header.TryGetStoredValue(ReservedFields.Encryption, out var stored) && stored.Length >= ParallelParseBytes
+            ? Task.Run(() => ParseEncryption(header))
             : null;
 
-    /// <summary>From this many characters of <c>__encryption__</c> (about 80 tensors) its parsing overlaps the signature check.</summary>
-    private const int ParallelParseChars = 16 << 10;
+    /// <summary><c>__encryption__</c> parsed from its stored bytes in the header (no string built for what writers emit).</summary>
+    private static Dictionary<string, EncryptionEntry> ParseEncryption(SafetensorsHeader header)
+        => header.TryGetStoredValue(ReservedFields.Encryption, out var stored)
+            ? EncryptionEntry.ParseStored(stored.Span, () => header.Metadata![ReservedFields.Encryption])
+            : throw new InvalidOperationException("__encryption__ is missing after it was checked");
+
+    /// <summary>From this many stored bytes of <c>__encryption__</c> (about 80 tensors) its parsing overlaps the signature check.</summary>
+    private const int ParallelParseBytes = 16 << 10;
 
     /// <summary>
     /// The message the reference signs (FORMAT.md §4.1): the canonical re-serialization of the header without

@@ -113,4 +113,107 @@ public class EncryptionFastPathTests
         }
         Assert.That(taken, Is.GreaterThan(100), "some mutants (whitespace, names) still take the fast path");
     }
+
+    /// <summary>The JSON text as a header stores it inside the <c>__encryption__</c> string: canonical (serde) escaping.</summary>
+    private static byte[] Stored(string json)
+    {
+        var w = new CryptoTensors.Gpu.Format.PooledBufferWriter(json.Length * 2 + 16);
+        CryptoTensors.Gpu.Format.CanonicalJson.WriteEscapedContent(w, json);
+        var bytes = w.WrittenSpan.ToArray();
+        w.Dispose();
+        return bytes;
+    }
+
+    /// <summary>
+    /// The stored-form fast path on <paramref name="stored"/>: where it gives an answer, the stored bytes must be a valid
+    /// JSON string whose value the general parser reads to the same entries. True when it answered.
+    /// </summary>
+    private static bool CheckStored(byte[] stored)
+    {
+        var fast = EncryptionEntry.TryParsePlain(stored, inString: true);
+        if (fast is null) return false;
+        string value;
+        try { value = System.Text.Json.JsonSerializer.Deserialize<string>([(byte)'"', .. stored, (byte)'"'])!; }
+        catch (System.Text.Json.JsonException e)
+        {
+            Assert.Fail($"the stored-form fast path accepted bytes that are no JSON string ({e.Message}): {Encoding.UTF8.GetString(stored)}");
+            return true;
+        }
+        Dictionary<string, EncryptionEntry> general;
+        try { general = EncryptionEntry.ParseGeneral(Encoding.UTF8.GetBytes(value)); }
+        catch (CryptoTensorsException e)
+        {
+            Assert.Fail($"the stored-form fast path accepted what the general parser refuses ({e.Message}): {value}");
+            return true;
+        }
+        AssertSame(fast, general, value);
+        // And ParseStored (fast path or fallback) reads the same entries.
+        AssertSame(EncryptionEntry.ParseStored(stored, () => value), general, value);
+        return true;
+    }
+
+    [Test]
+    public void WriterOutputIsParsedInItsStoredForm()
+    {
+        foreach (var chunked in new[] { false, true })
+        foreach (var n in new[] { 0, 1, 5, 300 })
+            Assert.That(CheckStored(Stored(Canonical(n, chunked, n))), Is.True, $"{n} entries, chunked {chunked}");
+    }
+
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA","iv":null}}""", true)]
+    [TestCase("""{ "a" : {"wrapped_key":"AAAA", "key_iv":"AAAA","key_tag":"AAAA"} } """, true)]
+    [TestCase("{\n\"a\":{\"wrapped_key\":\"AAAA\",\"key_iv\":\"AAAA\",\"key_tag\":\"AAAA\"}}", false)] // whitespace stored as \n
+    [TestCase("""{"a\\":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA"}}""", false)] // a backslash in a name
+    [TestCase("""{"a\"":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA"}}""", false)] // a quote in a name
+    [TestCase("""{"a":{"wrapped_key":"AA\/A","key_iv":"AAAA","key_tag":"AAAA"}}""", false)]
+    [TestCase("""{"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA"},"a":{"wrapped_key":"AAAA","key_iv":"AAAA","key_tag":"AAAA"}}""", false)]
+    public void StoredFormCases(string json, bool fast)
+        => Assert.That(CheckStored(Stored(json)), Is.EqualTo(fast), json);
+
+    [TestCase("""{\u0022a\u0022:{\"wrapped_key\":\"AAAA\",\"key_iv\":\"AAAA\",\"key_tag\":\"AAAA\"}}""", true)]
+    [TestCase("""{\"a\":{\"wrapped_key\":\"AAAA\",\"key_iv\":\"AAAA\",\"key_tag\":\"AA\/A\"}}""", true)]
+    [TestCase("""{\"a\":{\"wrapped_key\":\"AAAA\",\"key_iv\":\"AAAA\",\"key_tag\":\"AAAA\"}\t}""", true)]
+    [TestCase("{\\\"a\\\":{\\\"wrapped_key\\\":\\\"AAAA\\\",\\\"key_iv\\\":\\\"AAAA\\\",\\\"key_tag\\\":\\\"AAAA\\\"}}\\\"", false)] // a stray quote after the object
+    public void StoredFormsWithOtherEscapesAreDeclinedButStillParsed(string stored, bool valid)
+    {
+        var bytes = Encoding.UTF8.GetBytes(stored);
+        Assert.That(CheckStored(bytes), Is.False, stored);
+        var value = System.Text.Json.JsonSerializer.Deserialize<string>([(byte)'"', .. bytes, (byte)'"'])!;
+        // The fallback parses the unescaped value, and reports its errors.
+        if (valid) Assert.That(EncryptionEntry.ParseStored(bytes, () => value), Has.Count.EqualTo(1), stored);
+        else Assert.That(() => EncryptionEntry.ParseStored(bytes, () => value), Throws.InstanceOf<CryptoTensorsException>(), stored);
+    }
+
+    [Test]
+    public void AStoredFormWithABareQuoteIsDeclined()
+    {
+        // A bare quote cannot occur inside a stored string; the scanner must not take it for a delimiter either way.
+        var stored = Encoding.UTF8.GetBytes("{\"a\":{\"wrapped_key\":\"AAAA\",\"key_iv\":\"AAAA\",\"key_tag\":\"AA\"AA\"}}");
+        Assert.That(EncryptionEntry.TryParsePlain(stored, inString: true), Is.Null);
+        Assert.That(EncryptionEntry.TryParsePlain("{\"a\":{}}"u8, inString: true), Is.Null, "unescaped text is not the stored form");
+    }
+
+    [Test]
+    public void RandomMutationsOfTheStoredFormNeverMakeTheFastPathDisagree()
+    {
+        var rng = new Random(13);
+        const string alphabet = "{}[]:,\" \\/nul0Aa=+btu\u0001\u00e9";
+        var taken = 0;
+        for (var round = 0; round < 20_000; round++)
+        {
+            var chars = Encoding.UTF8.GetString(Stored(Canonical(rng.Next(1, 4), rng.Next(2) == 0, round))).ToList();
+            for (var m = rng.Next(1, 4); m > 0 && chars.Count > 0; m--)
+            {
+                var at = rng.Next(chars.Count);
+                switch (rng.Next(3))
+                {
+                    case 0: chars.RemoveAt(at); break;
+                    case 1: chars.Insert(at, alphabet[rng.Next(alphabet.Length)]); break;
+                    default: chars[at] = alphabet[rng.Next(alphabet.Length)]; break;
+                }
+            }
+            if (CheckStored(Encoding.UTF8.GetBytes(new string(chars.ToArray())))) taken++;
+        }
+        Assert.That(taken, Is.GreaterThan(100), "some mutants (spaces, names) still take the fast path");
+    }
 }

@@ -233,13 +233,12 @@ public class HeaderPropertyTests
     private static bool PlainAgreesWithGeneral(byte[] header)
     {
         if (!System.Text.Unicode.Utf8.IsValid(header)) return false; // checked before either parser runs
-        if (!PlainHeaderParser.TryParse(header, out var m1, out var r1, out var t1, out var b1)) return false;
+        if (!PlainHeaderParser.TryParse(header, out var m1, out var t1, out var b1)) return false;
         var text = Encoding.UTF8.GetString(header);
-        Dictionary<string, string>? m2;
-        List<RawMetadataEntry>? r2;
+        HeaderMetadata? m2;
         List<TensorInfo> t2;
         Dictionary<string, TensorInfo> b2;
-        try { SafetensorsHeader.ParseGeneral(header, out m2, out r2, out t2, out b2); }
+        try { SafetensorsHeader.ParseGeneral(header, out m2, out t2, out b2); }
         catch (CryptoTensorsException e)
         {
             throw new InvalidOperationException($"the plain scanner accepted what the general parser refuses ({e.Message}): {text}");
@@ -252,13 +251,13 @@ public class HeaderPropertyTests
                 () => $"tensor {i} differs: {a} / {g}: {text}");
         }
         Require(b1.Keys.Order(StringComparer.Ordinal).SequenceEqual(b2.Keys.Order(StringComparer.Ordinal)), () => $"names differ: {text}");
-        Require((m1 is null) == (m2 is null) && (r1 is null) == (r2 is null), () => $"metadata presence differs: {text}");
+        Require((m1 is null) == (m2 is null), () => $"metadata presence differs: {text}");
         if (m1 is not null)
         {
             Require(m1.Count == m2!.Count, () => $"metadata count differs: {text}");
             foreach (var (k, v) in m1)
                 Require(m2.TryGetValue(k, out var gv) && gv == v, () => $"metadata {CompactJsonWriterTests.Escape(k)} differs: {text}");
-            Require(r1!.SequenceEqual(r2!), () => $"raw metadata differs: {text}");
+            Require(m1.Entries.SequenceEqual(m2.Entries), () => $"raw metadata differs: {text}");
         }
         return true;
     }
@@ -274,6 +273,62 @@ public class HeaderPropertyTests
             PlainAgreesWithGeneral(Noisy(c, layout, seed));
         }));
         Assert.That(plain, Is.GreaterThan(100), "serialized headers take the plain path");
+    }
+
+    /// <summary>
+    /// Values from <see cref="PlainHeaderParser.DeferredValueBytes"/> stored bytes are unescaped only when read: they must
+    /// read (from any thread, first read racing) exactly as the general parser reads them, and re-serialize canonically.
+    /// </summary>
+    [Test]
+    public void LargeMetadataValuesReadOnDemandAsTheGeneralParserReadsThem()
+    {
+        var rng = new Random(17);
+        const string pieces = "ab\"\\/\n\t\u0001\u007f\u00e9\u4e2d\U0001F600{}:, ";
+        string Big(int chars)
+        {
+            var sb = new StringBuilder(chars);
+            while (sb.Length < chars)
+            {
+                var at = rng.Next(pieces.Length);
+                // Never split a surrogate pair.
+                if (char.IsHighSurrogate(pieces[at])) sb.Append(pieces, at, 2);
+                else if (!char.IsLowSurrogate(pieces[at])) sb.Append(pieces[at]);
+            }
+            return sb.ToString();
+        }
+        for (var round = 0; round < 20; round++)
+        {
+            var meta = new Dictionary<string, string>(StringComparer.Ordinal)
+            {
+                ["__encryption__"] = Big(PlainHeaderParser.DeferredValueBytes + rng.Next(5000)),
+                ["user"] = Big(PlainHeaderParser.DeferredValueBytes / 2),
+                ["plain"] = new string('x', PlainHeaderParser.DeferredValueBytes + 1),
+                ["small"] = "s\"",
+            };
+            var c = new HeaderCase(meta, [new TensorSpec("t", Dtype.U8, [3])]);
+            var layout = Layout(c.Tensors);
+            var canonical = HeaderSerializer.Serialize(meta, layout);
+            // Also the canonical text with "/" stored as "\/": still the plain subset, but no longer canonical.
+            var slashes = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(canonical).Replace("/", "\\/", StringComparison.Ordinal));
+            foreach (var bytes in new[] { canonical, slashes, Noisy(c, layout, round) })
+            {
+                var h = SafetensorsHeader.ParseOwned(bytes.ToArray(), null);
+                var general = SafetensorsHeader.ParseOwned(bytes.ToArray(), null, allowPlain: false);
+                Require(h.ParsedPlain || ReferenceEquals(bytes, canonical) is false && ReferenceEquals(bytes, slashes) is false, () => "the plain scanner takes these headers");
+                // First reads race on two threads.
+                var values = new string[2][];
+                Parallel.For(0, 2, k => values[k] = meta.Keys.Select(key => h.Metadata![key]).ToArray());
+                foreach (var (key, i) in meta.Keys.Select((key, i) => (key, i)))
+                {
+                    Require(values[0][i] == meta[key] && values[1][i] == meta[key] && general.Metadata![key] == meta[key], () => $"value of {key} differs");
+                    Require(ReferenceEquals(values[0][i], values[1][i]), () => $"{key} was materialized twice");
+                }
+                Require(h.Metadata!.OrderBy(kv => kv.Key, StringComparer.Ordinal).SequenceEqual(meta.OrderBy(kv => kv.Key, StringComparer.Ordinal)), () => "enumeration differs");
+                Require(Canonical(h).AsSpan().SequenceEqual(canonical) && Canonical(general).AsSpan().SequenceEqual(canonical), () => "canonical form differs");
+                Require(h.TryGetStoredValue("__encryption__", out var stored)
+                    && System.Text.Json.JsonSerializer.Deserialize<string>([(byte)'"', .. stored.Span, (byte)'"']) == meta["__encryption__"], () => "stored bytes differ");
+            }
+        }
     }
 
     [Test]
