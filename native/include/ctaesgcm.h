@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature changes; the managed side checks it. */
-#define CTAG_ABI_VERSION 2
+#define CTAG_ABI_VERSION 3
 
 #define CTAG_OK 0
 #define CTAG_NONCE_SIZE 12
@@ -49,6 +49,13 @@ CTAG_API int ctag_init(const char** info);
 
 /* Expands a 16- or 32-byte AES key (AES-128/256-GCM) into a new context. Fails with -ENOTSUP when ctag_init does. */
 CTAG_API int ctag_create(const uint8_t* key, size_t key_len, ctag_key** out);
+
+/*
+ * Expands another 16- or 32-byte key into an existing context, replacing its key (and key size): what a loader does
+ * per data key, without allocating. Must not race with any other call on the context. On failure (-EINVAL) the
+ * context holds no key material and only ctag_destroy may follow.
+ */
+CTAG_API int ctag_rekey(ctag_key* ctx, const uint8_t* key, size_t key_len);
 
 /* Zeroes the expanded key material and frees the context. NULL is a no-op. */
 CTAG_API void ctag_destroy(ctag_key* key);

@@ -94,6 +94,20 @@ int ctag_init(const char** info)
     return init_status;
 }
 
+/* Expands key into k (ctag_init has succeeded). */
+static void expand(ctag_key* k, const uint8_t* key, size_t key_len)
+{
+    if (key_len == 16) {
+        IMB_AES128_GCM_PRE(manager, key, &k->data);
+        k->enc = manager->gcm128_enc;
+        k->dec = manager->gcm128_dec;
+    } else {
+        IMB_AES256_GCM_PRE(manager, key, &k->data);
+        k->enc = manager->gcm256_enc;
+        k->dec = manager->gcm256_dec;
+    }
+}
+
 int ctag_create(const uint8_t* key, size_t key_len, ctag_key** out)
 {
     if (out == NULL)
@@ -108,16 +122,20 @@ int ctag_create(const uint8_t* key, size_t key_len, ctag_key** out)
     if (posix_memalign((void**)&k, 64, sizeof *k) != 0)
         return -ENOMEM;
     memset(k, 0, sizeof *k);
-    if (key_len == 16) {
-        IMB_AES128_GCM_PRE(manager, key, &k->data);
-        k->enc = manager->gcm128_enc;
-        k->dec = manager->gcm128_dec;
-    } else {
-        IMB_AES256_GCM_PRE(manager, key, &k->data);
-        k->enc = manager->gcm256_enc;
-        k->dec = manager->gcm256_dec;
-    }
+    expand(k, key, key_len);
     *out = k;
+    return CTAG_OK;
+}
+
+int ctag_rekey(ctag_key* ctx, const uint8_t* key, size_t key_len)
+{
+    if (ctx == NULL)
+        return -EINVAL;
+    /* The old key goes first, whatever follows: AES-128 round keys would not overwrite all of an AES-256 schedule. */
+    explicit_bzero(ctx, sizeof *ctx);
+    if (key == NULL || (key_len != 16 && key_len != 32))
+        return -EINVAL; /* enc/dec are NULL now: seal and open refuse the context (check), destroy frees it */
+    expand(ctx, key, key_len);
     return CTAG_OK;
 }
 
@@ -133,7 +151,7 @@ void ctag_destroy(ctag_key* key)
 static int check(const ctag_key* key, const uint8_t* nonce, const uint8_t* aad, size_t aad_len, const uint8_t* in,
                  const uint8_t* out, size_t len, const uint8_t* tag)
 {
-    if (key == NULL || nonce == NULL || tag == NULL || (aad == NULL && aad_len != 0)
+    if (key == NULL || key->enc == NULL || nonce == NULL || tag == NULL || (aad == NULL && aad_len != 0)
         || ((in == NULL || out == NULL) && len != 0) || (uint64_t)len > CTAG_MAX_MESSAGE
         || (uint64_t)aad_len > CTAG_MAX_MESSAGE)
         return -EINVAL;

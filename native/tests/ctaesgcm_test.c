@@ -123,6 +123,43 @@ static void test_known_answers(void)
     printf("known answers: %zu vectors ok\n", sizeof kats / sizeof kats[0]);
 }
 
+/* One context re-keyed through every vector (both key sizes, in both directions) gives the known answers. */
+static void test_rekey(void)
+{
+    uint8_t zero[32] = { 0 };
+    ctag_key* k = NULL;
+    CHECK(ctag_create(zero, 32, &k) == CTAG_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t j = 0; j < sizeof kats / sizeof kats[0]; j++) {
+            const size_t i = pass == 0 ? j : sizeof kats / sizeof kats[0] - 1 - j;
+            uint8_t key[32], iv[12], aad[64], pt[64], ct[64], tag[16], out[64], got_tag[16];
+            const size_t key_len = unhex(kats[i].key, key);
+            unhex(kats[i].iv, iv);
+            const size_t aad_len = unhex(kats[i].aad, aad);
+            const size_t len = unhex(kats[i].pt ? kats[i].pt : P60, pt);
+            unhex(kats[i].ct, ct);
+            unhex(kats[i].tag, tag);
+            CHECK(ctag_rekey(k, key, key_len) == CTAG_OK);
+            CHECK(ctag_seal(k, iv, aad, aad_len, pt, out, len, got_tag) == CTAG_OK);
+            CHECK(memcmp(out, ct, len) == 0 && memcmp(got_tag, tag, 16) == 0);
+            CHECK(ctag_open(k, iv, aad, aad_len, ct, out, len, tag) == CTAG_OK);
+            CHECK(memcmp(out, pt, len) == 0);
+        }
+    }
+    /* A refused key leaves a context that seal and open refuse (never the old key), and destroy still frees. */
+    uint8_t iv[12] = { 0 }, buf[16], tag[16] = { 0 };
+    CHECK(ctag_rekey(k, zero, 24) == -EINVAL);
+    CHECK(ctag_seal(k, iv, NULL, 0, buf, buf, 16, tag) == -EINVAL);
+    memset(buf, 0xA5, sizeof buf);
+    CHECK(ctag_open(k, iv, NULL, 0, buf, buf, 16, tag) == -EINVAL && all_zero(buf, 16));
+    CHECK(ctag_rekey(k, NULL, 32) == -EINVAL);
+    CHECK(ctag_rekey(NULL, zero, 32) == -EINVAL);
+    CHECK(ctag_rekey(k, zero, 16) == CTAG_OK); /* usable again */
+    CHECK(ctag_seal(k, iv, NULL, 0, buf, buf, 16, tag) == CTAG_OK);
+    ctag_destroy(k);
+    printf("rekey: %zu vectors twice through one context ok\n", sizeof kats / sizeof kats[0]);
+}
+
 static uint8_t* pattern(size_t n)
 {
     uint8_t* p = malloc(n ? n : 1);
@@ -244,6 +281,7 @@ int main(void)
     }
     test_known_answers();
     test_long_messages();
+    test_rekey();
     test_arguments();
     test_threads();
     printf("%d checks passed\n", checks);

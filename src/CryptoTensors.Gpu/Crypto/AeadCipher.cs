@@ -90,6 +90,22 @@ public sealed class AeadCipher : IDisposable
         }
     }
 
+    /// <summary>
+    /// Re-keys this instance for <paramref name="key"/> (same algorithm) where the backend can do so in place (ipsec-mb:
+    /// no allocation, the old expanded key overwritten); false, with the instance unchanged, where it cannot (the BCL
+    /// ciphers): the caller then creates a new instance.
+    /// </summary>
+    /// <exception cref="CryptoTensorsException">A wrong key length (the instance is then unchanged).</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal bool TryRekey(ReadOnlySpan<byte> key)
+    {
+        if (_ipsec is null) return false;
+        if (key.Length != Algorithm.KeySize())
+            throw Errors.Create(ErrorCode.InvalidKey, $"invalid key length: expected {Algorithm.KeySize()} bytes for {Algorithm.CanonicalName()}, got {key.Length}");
+        _ipsec.Rekey(key);
+        return true;
+    }
+
     /// <summary>Whether <see cref="DecryptFromMapping"/> is available: the accelerated backend decrypts straight from a guarded file mapping.</summary>
     internal bool DecryptsFromMapping => _ipsec is not null;
 

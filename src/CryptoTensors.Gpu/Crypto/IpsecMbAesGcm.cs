@@ -222,6 +222,10 @@ internal sealed unsafe class IpsecMbAesGcm : IDisposable
         }
     }
 
+    /// <summary>Replaces the key (same contract as <see cref="Create"/>) without allocating; not concurrently with other calls.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal void Rekey(ReadOnlySpan<byte> key) => _key.Rekey(key);
+
     /// <inheritdoc />
     public void Dispose() => _key.Dispose();
 }

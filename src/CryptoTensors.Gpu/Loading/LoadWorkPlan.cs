@@ -107,9 +107,17 @@ internal sealed class DataKeyCipherCache(CryptoTensorsReader reader) : IDisposab
     public AeadCipher For(int dekOffset)
     {
         if (dekOffset == _dekOffset && _cipher is not null) return _cipher;
+        var key = reader.DataKeyAt(dekOffset);
+        _dekOffset = -1;
+        // The accelerated backend re-expands the next data key into the same native context (no allocation per tensor).
+        if (_cipher is not null && _cipher.TryRekey(key))
+        {
+            _dekOffset = dekOffset;
+            return _cipher;
+        }
         _cipher?.Dispose();
         _cipher = null;
-        _cipher = new AeadCipher(reader.Algorithm, reader.DataKeyAt(dekOffset));
+        _cipher = new AeadCipher(reader.Algorithm, key);
         _dekOffset = dekOffset;
         return _cipher;
     }

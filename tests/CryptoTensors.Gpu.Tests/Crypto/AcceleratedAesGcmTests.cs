@@ -23,6 +23,52 @@ public class AcceleratedAesGcmTests
         WycheproofTests.CheckAead(c, AeadBackend.IpsecMb);
     }
 
+    /// <summary>
+    /// A re-keyed instance (as the loader's per-worker cache re-keys one cipher per data key) is the cipher of its new key:
+    /// every Wycheproof AES-GCM case of a key size through one instance, re-keyed case by case, in file order and reversed.
+    /// </summary>
+    [TestCase(AeadAlgorithm.Aes128Gcm)]
+    [TestCase(AeadAlgorithm.Aes256Gcm)]
+    public void ARekeyedCipherPassesWycheproof(AeadAlgorithm algorithm)
+    {
+        RequireIpsecMb();
+        var cases = WycheproofTests.AesGcmCases().Select(d => (WycheproofTests.AeadCase)d.Arguments[0]!)
+            .Where(c => c.Result is "valid" or "invalid" && c.Algorithm == algorithm && c.Key.Length == algorithm.KeySize() && c.Iv.Length == AeadAlgorithms.NonceSize && c.Tag.Length == AeadAlgorithms.TagSize)
+            .ToList();
+        Assert.That(cases, Has.Count.GreaterThan(20));
+        using var cipher = new AeadCipher(algorithm, new byte[algorithm.KeySize()], AeadBackend.IpsecMb);
+        foreach (var c in cases.Concat(Enumerable.Reverse(cases)))
+        {
+            Assert.That(cipher.TryRekey(c.Key), Is.True, "ipsec-mb re-keys in place");
+            var pt = Enumerable.Repeat((byte)0xA5, c.Ct.Length).ToArray();
+            var ok = cipher.TryDecrypt(c.Iv, c.Ct, c.Tag, pt, c.Aad);
+            Assert.That(ok, Is.EqualTo(c.Result == "valid"), $"tc {c.TcId} ({c.Comment})");
+            Assert.That(pt, ok ? Is.EqualTo(c.Msg) : Is.All.EqualTo((byte)0), $"tc {c.TcId} output");
+            if (!ok) continue;
+            var ct = new byte[c.Msg.Length];
+            var tag = new byte[AeadAlgorithms.TagSize];
+            cipher.Encrypt(c.Iv, c.Msg, ct, tag, c.Aad);
+            Assert.That((ct, tag), Is.EqualTo((c.Ct, c.Tag)), $"tc {c.TcId} seal");
+        }
+    }
+
+    [Test]
+    public void RekeyRefusesAWrongKeyLengthAndKeepsTheKey()
+    {
+        RequireIpsecMb();
+        var key = Enumerable.Range(0, 32).Select(i => (byte)i).ToArray();
+        using var cipher = new AeadCipher(AeadAlgorithm.Aes256Gcm, key, AeadBackend.IpsecMb);
+        var nonce = new byte[12];
+        var ct = new byte[40];
+        var tag = new byte[16];
+        cipher.Encrypt(nonce, new byte[40], ct, tag);
+        var ex = Assert.Throws<KeyException>(() => cipher.TryRekey(new byte[16]))!;
+        Assert.That(ex.Code, Is.EqualTo(ErrorCode.InvalidKey));
+        Assert.That(cipher.TryDecrypt(nonce, ct, tag, new byte[40]), Is.True, "the old key is still in place");
+        using var bcl = new AeadCipher(AeadAlgorithm.Aes256Gcm, key, AeadBackend.Bcl);
+        Assert.That(bcl.TryRekey(key), Is.False, "the BCL ciphers cannot re-key in place; the caller makes a new one");
+    }
+
     private static IEnumerable<int> Lengths()
     {
         int[] fixedLengths = [0, 1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 767, 768, 769, 1023, 1024,

@@ -36,6 +36,29 @@ internal sealed unsafe class AesGcmKeyHandle : SafeHandle
         return result;
     }
 
+    /// <summary>
+    /// Expands <paramref name="key"/> (16 or 32 bytes) into this context in place of its key, without allocating. Not
+    /// concurrently with any other use of the handle. On failure the context holds no key and refuses every call.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The library refused the key.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal void Rekey(ReadOnlySpan<byte> key)
+    {
+        var added = false;
+        try
+        {
+            DangerousAddRef(ref added);
+            int status;
+            fixed (byte* k = key)
+                status = AesGcmNativeMethods.Rekey(handle, k, (nuint)key.Length);
+            if (status != 0) throw new InvalidOperationException($"ctag_rekey failed with status {status}");
+        }
+        finally
+        {
+            if (added) DangerousRelease();
+        }
+    }
+
     /// <inheritdoc />
     protected override bool ReleaseHandle()
     {

@@ -12,7 +12,7 @@ namespace CryptoTensors.Gpu.Loading.Native;
 internal static unsafe class AesGcmNativeMethods
 {
     internal const string FileName = "libctaesgcm.so";
-    private const int AbiVersion = 2;
+    private const int AbiVersion = 3;
 
     /// <summary>-EINVAL: a bad argument (lengths, overlapping buffers).</summary>
     internal const int InvalidArgument = -22;
@@ -22,6 +22,9 @@ internal static unsafe class AesGcmNativeMethods
 
     /// <summary><c>ctag_create(key, key_len, &amp;ctx)</c>.</summary>
     internal static readonly delegate* unmanaged<byte*, nuint, nint*, int> Create;
+
+    /// <summary><c>ctag_rekey(ctx, key, key_len)</c>: expands another key into the context (no allocation).</summary>
+    internal static readonly delegate* unmanaged<nint, byte*, nuint, int> Rekey;
 
     /// <summary><c>ctag_destroy(ctx)</c>: zeroes and frees.</summary>
     internal static readonly delegate* unmanaged<nint, void> Destroy;
@@ -76,6 +79,7 @@ internal static unsafe class AesGcmNativeMethods
         }
         Info = text;
         Create = (delegate* unmanaged<byte*, nuint, nint*, int>)NativeLibrary.GetExport(handle, "ctag_create");
+        Rekey = (delegate* unmanaged<nint, byte*, nuint, int>)NativeLibrary.GetExport(handle, "ctag_rekey");
         Destroy = (delegate* unmanaged<nint, void>)NativeLibrary.GetExport(handle, "ctag_destroy");
         Seal = (delegate* unmanaged<nint, byte*, byte*, nuint, byte*, byte*, nuint, byte*, int>)NativeLibrary.GetExport(handle, "ctag_seal");
         Open = (delegate* unmanaged<nint, byte*, byte*, nuint, byte*, byte*, nuint, byte*, int>)NativeLibrary.GetExport(handle, "ctag_open");
@@ -89,7 +93,7 @@ internal static unsafe class AesGcmNativeMethods
         return NativeLibraryLocator.Load(FileName,
             "it is built only where Intel ipsec-mb is installed: apt-get install libipsec-mb-dev, then rebuild", handle =>
             {
-                string[] exports = ["ctag_abi_version", "ctag_init", "ctag_create", "ctag_destroy", "ctag_seal", "ctag_open", "ctag_open_packed"];
+                string[] exports = ["ctag_abi_version", "ctag_init", "ctag_create", "ctag_rekey", "ctag_destroy", "ctag_seal", "ctag_open", "ctag_open_packed"];
                 var missing = exports.Where(e => !NativeLibrary.TryGetExport(handle, e, out _)).ToList();
                 if (missing.Count > 0) return $"lacks {string.Join(", ", missing)}; rebuild it";
                 var abi = ((delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "ctag_abi_version"))();
