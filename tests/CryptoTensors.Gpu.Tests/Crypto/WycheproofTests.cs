@@ -77,7 +77,9 @@ public class WycheproofTests
             .SetArgDisplayNames($"{Path.GetFileNameWithoutExtension(file)} tc{c.TcId} {c.Algorithm} {c.Result}"));
 
     public static IEnumerable<TestCaseData> Ed25519Cases()
-        => LoadEd25519().Used.Select(c => new TestCaseData(c).SetArgDisplayNames($"ed25519 tc{c.TcId} {c.Result}"));
+        => from verifier in new[] { nameof(Ed25519Verifier.Sodium), nameof(Ed25519Verifier.OpenSsl) }
+           from c in LoadEd25519().Used
+           select new TestCaseData(c, verifier).SetArgDisplayNames($"ed25519 {verifier} tc{c.TcId} {c.Result}");
 
     // The BCL explicitly; AcceleratedAesGcmTests runs the AES-GCM cases on the ipsec-mb backend.
     [TestCaseSource(nameof(AesGcmCases))]
@@ -141,18 +143,21 @@ public class WycheproofTests
     }
 
     [TestCaseSource(nameof(Ed25519Cases))]
-    public void Ed25519Verify(EdCase c)
+    public void Ed25519Verify(EdCase c, string verifierName)
     {
+        var verifier = Enum.Parse<Ed25519Verifier>(verifierName);
+        if (verifier == Ed25519Verifier.OpenSsl && !OpenSslEd25519.Available)
+            Assert.Ignore("OpenSSL's libcrypto.so.3 is not loadable here (or failed its self-test): libsodium verifies");
         switch (c.Result)
         {
             case "valid":
-                Assert.That(Ed25519.Verify(c.PublicKey, c.Msg, c.Sig), Is.True, c.Comment);
+                Assert.That(Ed25519.Verify(c.PublicKey, c.Msg, c.Sig, verifier), Is.True, c.Comment);
                 break;
             case "invalid":
-                Assert.That(Ed25519.Verify(c.PublicKey, c.Msg, c.Sig), Is.False, c.Comment);
+                Assert.That(Ed25519.Verify(c.PublicKey, c.Msg, c.Sig, verifier), Is.False, c.Comment);
                 break;
             case "acceptable":
-                Assert.That(() => Ed25519.Verify(c.PublicKey, c.Msg, c.Sig), Throws.Nothing);
+                Assert.That(() => Ed25519.Verify(c.PublicKey, c.Msg, c.Sig, verifier), Throws.Nothing);
                 break;
             default:
                 Assert.Fail($"unknown Wycheproof result '{c.Result}'");
@@ -212,6 +217,35 @@ public class WycheproofTests
         var pt = Enumerable.Repeat((byte)0x5A, 8).ToArray();
         Assert.That(cipher.TryDecrypt(new byte[nonceLength], new byte[8], new byte[tagLength], pt), Is.False);
         Assert.That(pt, Is.All.EqualTo((byte)0));
+    }
+
+    [Test]
+    public void Ed25519VerifiersAgreeOnRandomSignaturesAndTampering()
+    {
+        if (!OperatingSystem.IsLinux()) Assert.Ignore("libcrypto.so.3 is looked for on Linux only");
+        Assert.That(OpenSslEd25519.Available, Is.True, "OpenSSL (which .NET itself needs on Linux) verifies here");
+        var rng = new Random(23);
+        for (var i = 0; i < 200; i++)
+        {
+            var seed = new byte[32];
+            rng.NextBytes(seed);
+            var pk = new byte[Ed25519.PublicKeySize];
+            Ed25519.DerivePublicKey(seed, pk);
+            var msg = new byte[rng.Next(0, 3000)];
+            rng.NextBytes(msg);
+            var sig = new byte[Ed25519.SignatureSize];
+            Ed25519.Sign(seed, msg, sig);
+            if (i % 2 == 1)
+            {
+                // Tamper with one bit of the signature, the key or the message.
+                var (target, at) = (i % 3) switch { 0 => (sig, rng.Next(64)), 1 => (pk, rng.Next(32)), _ => (msg, msg.Length == 0 ? -1 : rng.Next(msg.Length)) };
+                if (at >= 0) target[at] ^= (byte)(1 << rng.Next(8));
+                else msg = [1];
+            }
+            var sodium = Ed25519.Verify(pk, msg, sig, Ed25519Verifier.Sodium);
+            Assert.That(Ed25519.Verify(pk, msg, sig, Ed25519Verifier.OpenSsl), Is.EqualTo(sodium), $"case {i}");
+            Assert.That(sodium, Is.EqualTo(i % 2 == 0), $"case {i}");
+        }
     }
 
     [Test]
