@@ -204,6 +204,23 @@ public class CliTests
         Assert.That(root.GetProperty("peak_rss_bytes").GetInt64(), Is.GreaterThan(root.GetProperty("process_baseline_rss_bytes").GetInt64()), r.Err);
         Assert.That(root.GetProperty("process_baseline_rss_bytes").GetInt64(), Is.GreaterThan(0));
         Assert.That(root.GetProperty("encrypt_peak_rss_bytes").GetInt64(), Is.GreaterThan(0));
+        // The tiny loads run on for the short-run budget: the best of them is no slower than the first.
+        Assert.That(root.GetProperty("encrypted_load_runs").GetInt32(), Is.GreaterThan(1));
+        Assert.That(root.GetProperty("first_load_per_tensor_us").GetDouble(), Is.GreaterThanOrEqualTo(root.GetProperty("per_tensor_us").GetDouble()));
+    }
+
+    [Test]
+    public void RepeatedRunsAtLeastTheMinimumAndOnWithinTheBudget()
+    {
+        var calls = 0;
+        // Runs of 0.1 s: the minimum (5) already exceeds the 0.25 s budget.
+        var slow = CryptoTensors.Cli.Commands.LoadTiming.Repeated(5, () => ++calls == 3 ? 0.05 : 0.1);
+        Assert.That((slow.Runs, calls, slow.Best, slow.First), Is.EqualTo((5, 5, 0.05, 0.1)));
+        // Runs of 0.01 s: on until 0.25 s have passed.
+        var fast = CryptoTensors.Cli.Commands.LoadTiming.Repeated(1, () => 0.01);
+        Assert.That(fast.Runs, Is.EqualTo(25));
+        // Runs of no time: stops at the cap.
+        Assert.That(CryptoTensors.Cli.Commands.LoadTiming.Repeated(1, () => 0).Runs, Is.EqualTo(CryptoTensors.Cli.Commands.LoadTiming.MaxRuns));
     }
 
     [Test]
