@@ -27,8 +27,7 @@ public sealed class AeadCipher : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public AeadCipher(AeadAlgorithm algorithm, ReadOnlySpan<byte> key, AeadBackend backend)
     {
-        if (key.Length != algorithm.KeySize())
-            throw Errors.Create(ErrorCode.InvalidKey, $"invalid key length: expected {algorithm.KeySize()} bytes for {algorithm.CanonicalName()}, got {key.Length}");
+        RequireKeySize(algorithm, key);
         Algorithm = algorithm;
         Backend = AeadBackends.Resolve(algorithm, backend);
         if (algorithm == AeadAlgorithm.ChaCha20Poly1305)
@@ -45,6 +44,13 @@ public sealed class AeadCipher : IDisposable
         {
             _aes = new AesGcm(key, AeadAlgorithms.TagSize);
         }
+    }
+
+    /// <summary>Refuses a key whose length is not <paramref name="algorithm"/>'s (<see cref="ErrorCode.InvalidKey"/>).</summary>
+    private static void RequireKeySize(AeadAlgorithm algorithm, ReadOnlySpan<byte> key)
+    {
+        if (key.Length != algorithm.KeySize())
+            throw Errors.Create(ErrorCode.InvalidKey, $"invalid key length: expected {algorithm.KeySize()} bytes for {algorithm.CanonicalName()}, got {key.Length}");
     }
 
     /// <summary>The algorithm.</summary>
@@ -100,8 +106,7 @@ public sealed class AeadCipher : IDisposable
     internal bool TryRekey(ReadOnlySpan<byte> key)
     {
         if (_ipsec is null) return false;
-        if (key.Length != Algorithm.KeySize())
-            throw Errors.Create(ErrorCode.InvalidKey, $"invalid key length: expected {Algorithm.KeySize()} bytes for {Algorithm.CanonicalName()}, got {key.Length}");
+        RequireKeySize(Algorithm, key);
         _ipsec.Rekey(key);
         return true;
     }
