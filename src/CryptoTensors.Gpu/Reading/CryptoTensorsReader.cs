@@ -110,8 +110,11 @@ public sealed class CryptoTensorsReader : IDisposable
         try
         {
             var length = RandomAccess.GetLength(file);
-            var header = ReadHeader(file, length);
-            return new CryptoTensorsReader(path, file, length, header, Authenticate(path, header, options));
+            var headerBytes = ReadHeaderBytes(file, length);
+            // With the verification key given, the signature check starts on another core while the header is parsed.
+            var early = SpeculativeSignature.Start(headerBytes, options.VerificationKey);
+            var header = SafetensorsHeader.ParseOwned(headerBytes, length);
+            return new CryptoTensorsReader(path, file, length, header, Authenticate(path, header, options, early));
         }
         catch
         {
@@ -122,6 +125,10 @@ public sealed class CryptoTensorsReader : IDisposable
 
     /// <summary>Reads, bounds-checks and validates the header of an open file (FORMAT.md §1.5), before any tensor access.</summary>
     internal static SafetensorsHeader ReadHeader(SafeFileHandle file, long length)
+        => SafetensorsHeader.ParseOwned(ReadHeaderBytes(file, length), length);
+
+    /// <summary>The header bytes of an open file, their length bounds-checked against the file (FORMAT.md §1.5 steps 1-3).</summary>
+    private static byte[] ReadHeaderBytes(SafeFileHandle file, long length)
     {
         Span<byte> prefix = stackalloc byte[8];
         var got = length >= 8 ? ReadExactly(file, prefix, 0) : 0;
@@ -129,7 +136,7 @@ public sealed class CryptoTensorsReader : IDisposable
         // The parsed header keeps this buffer (its raw strings feed the signed message), so it is not pooled.
         var headerBytes = GC.AllocateUninitializedArray<byte>(n);
         if (ReadExactly(file, headerBytes, 8) != n) throw FileChanged();
-        return SafetensorsHeader.ParseOwned(headerBytes, length);
+        return headerBytes;
     }
 
     /// <summary>The result of authenticating a header: everything needed to decrypt its tensors.</summary>
@@ -138,9 +145,11 @@ public sealed class CryptoTensorsReader : IDisposable
 
     /// <summary>
     /// Checks the reserved fields, resolves keys, verifies the signature, evaluates the policy and unwraps every data
-    /// key, in that order (FORMAT.md §4.3). <paramref name="name"/> is the file name given to the policy.
+    /// key, in that order (FORMAT.md §4.3). <paramref name="name"/> is the file name given to the policy;
+    /// <paramref name="early"/>, a signature check started before the header was parsed, used only where it checked
+    /// exactly the canonical message.
     /// </summary>
-    internal static HeaderCrypto Authenticate(string name, SafetensorsHeader header, ReaderOptions options)
+    internal static HeaderCrypto Authenticate(string name, SafetensorsHeader header, ReaderOptions options, SpeculativeSignature? early = null)
     {
         var meta = header.Metadata;
         if (meta is null || !meta.ContainsKey(ReservedFields.Encryption))
@@ -178,7 +187,7 @@ public sealed class CryptoTensorsReader : IDisposable
             AccessPolicy policy;
             try
             {
-                VerifySignature(header, signatureText, verify);
+                VerifySignature(header, signatureText, verify, early);
                 policy = AccessPolicy.Parse(policyJson);
                 PolicyGate.EnsureAllowed(policy, name, keys, options);
             }
@@ -240,12 +249,13 @@ public sealed class CryptoTensorsReader : IDisposable
         }
     }
 
-    private static void VerifySignature(SafetensorsHeader header, string signatureText, VerificationKey key)
+    private static void VerifySignature(SafetensorsHeader header, string signatureText, VerificationKey key, SpeculativeSignature? early)
     {
         if (!Base64Strict.TryDecode(signatureText, out var signature) || signature.Length != Ed25519.SignatureSize)
             throw Errors.Create(ErrorCode.InvalidSignatureFormat, "invalid signature format: expected padded standard base64 of 64 bytes", field: ReservedFields.Signature);
         using var message = CanonicalMessage(header);
-        if (!Ed25519.Verify(key.PublicKey, message.WrittenSpan, signature))
+        var verified = early?.TryGetResult(message.WrittenSpan, signature, key) ?? Ed25519.Verify(key.PublicKey, message.WrittenSpan, signature);
+        if (!verified)
             throw Errors.Create(ErrorCode.SignatureMismatch, "signature verification failed", field: ReservedFields.Signature);
     }
 

@@ -1,0 +1,170 @@
+using System.Text;
+using CryptoTensors.Gpu.Crypto;
+using CryptoTensors.Gpu.Format;
+using CryptoTensors.Gpu.Keys;
+using CryptoTensors.Gpu.Reading;
+using CryptoTensors.Gpu.Writing;
+
+namespace CryptoTensors.Gpu.Tests.Reading;
+
+/// <summary>
+/// The signature check started before the header is parsed, on the raw header without its signature member: its result
+/// counts only where that guess is exactly the canonical message (FORMAT.md §4.1), for the same signature and key.
+/// </summary>
+public class SpeculativeSignatureTests
+{
+    private TempDir _tmp = null!;
+    private MasterKey _master = null!;
+    private SigningKey _signer = null!;
+    private string _file = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _tmp = new TempDir();
+        _master = MasterKey.Generate();
+        _signer = SigningKey.Generate();
+        _file = _tmp.File("many.ct");
+        // 200 tensors: a header well above SpeculativeSignature.MinHeaderBytes.
+        var tensors = Enumerable.Range(0, 200).Select(i => TestModels.Tensor($"lora.{i}.A", Dtype.F32, [4, 4], i)).ToList();
+        CryptoTensorsWriter.Write(_file, tensors, new WriterOptions { MasterKey = _master, SigningKey = _signer });
+    }
+
+    [TearDown]
+    public void TearDown()
+    {
+        _master.Dispose();
+        _signer.Dispose();
+        _tmp.Dispose();
+    }
+
+    private byte[] Header() => HeaderOf(File.ReadAllBytes(_file));
+
+    private static byte[] HeaderOf(byte[] file) => file.AsSpan(8, (int)BitConverter.ToUInt64(file, 0)).ToArray();
+
+    /// <summary>The file with <paramref name="header"/> (padded with spaces to a multiple of 8) in place of its header.</summary>
+    private void Replace(byte[] header)
+    {
+        var file = File.ReadAllBytes(_file);
+        var data = file.AsSpan(8 + (int)BitConverter.ToUInt64(file, 0)).ToArray();
+        var padded = header.Concat(Enumerable.Repeat((byte)' ', (8 - header.Length % 8) % 8)).ToArray();
+        File.WriteAllBytes(_file, [.. BitConverter.GetBytes((ulong)padded.Length), .. padded, .. data]);
+    }
+
+    /// <summary>What the reader's signature check sees: the canonical message and the signature of the parsed header.</summary>
+    private static (byte[] Message, byte[] Signature) Canonical(byte[] header)
+    {
+        var parsed = SafetensorsHeader.Parse(header, null);
+        return (CryptoTensorsReader.SignedMessage(parsed), Convert.FromBase64String(parsed.Metadata![ReservedFields.Signature]));
+    }
+
+    private static readonly byte[] SignatureMember = ",\"__signature__\":\""u8.ToArray();
+
+    /// <summary>The raw header without its signature member and padding: the guess.</summary>
+    private static byte[] WithoutSignature(byte[] header)
+    {
+        var at = header.AsSpan().IndexOf(SignatureMember);
+        var end = at + SignatureMember.Length + 89;
+        return [.. header[..at], .. Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(header[end..]).TrimEnd(' '))];
+    }
+
+    [Test]
+    public void OnAWriterHeaderTheGuessIsTheCanonicalMessageAndItsResultCounts()
+    {
+        var header = Header();
+        var (message, signature) = Canonical(header);
+        Assert.That(WithoutSignature(header), Is.EqualTo(message));
+        var early = SpeculativeSignature.Start(header, _signer.Public);
+        Assert.That(early, Is.Not.Null);
+        Assert.That(early!.TryGetResult(message, signature, _signer.Public), Is.True);
+        using var r = CryptoTensorsReader.Open(_file, TestModels.Keys(_master, _signer));
+        Assert.That(r.Tensors, Has.Count.EqualTo(200));
+    }
+
+    [Test]
+    public void ATamperedCanonicalHeaderIsRefusedByTheGuessAndByOpen()
+    {
+        var header = Header();
+        var text = Encoding.UTF8.GetString(header);
+        var at = text.IndexOf("\"lora.7.A\"", StringComparison.Ordinal);
+        header[at + 8] = (byte)'B'; // another tensor name, still canonical: the message no longer matches the signature
+        var (message, signature) = Canonical(header);
+        Assert.That(WithoutSignature(header), Is.EqualTo(message));
+        Assert.That(SpeculativeSignature.Start(header, _signer.Public)!.TryGetResult(message, signature, _signer.Public), Is.False);
+        Replace(header);
+        var ex = Assert.Throws<SignatureException>(() => CryptoTensorsReader.Open(_file, TestModels.Keys(_master, _signer)));
+        Assert.That(ex!.Code, Is.EqualTo(ErrorCode.SignatureMismatch));
+    }
+
+    [Test]
+    public void ANonCanonicalHeaderDiscardsTheGuessAndStillVerifiesTheCanonicalMessage()
+    {
+        // Whitespace between tensors: the reference signs (and verifies) the canonical form, so the file is valid.
+        var header = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(Header()).TrimEnd(' ').Replace("]},\"", "]}, \"", StringComparison.Ordinal));
+        var (message, signature) = Canonical(header);
+        Assert.That(WithoutSignature(header), Is.Not.EqualTo(message));
+        Assert.That(SpeculativeSignature.Start(header, _signer.Public)!.TryGetResult(message, signature, _signer.Public), Is.Null);
+        Replace(header);
+        using var r = CryptoTensorsReader.Open(_file, TestModels.Keys(_master, _signer));
+        Assert.That(r.Tensors, Has.Count.EqualTo(200));
+    }
+
+    [Test]
+    public void AGuessThatVerifiesButIsNotTheCanonicalMessageIsNotTrusted()
+    {
+        // The attack the comparison stops: a non-canonical header whose raw bytes (less the signature member) were signed.
+        // The guess verifies; the canonical message, which is what counts, does not.
+        var canonical = Encoding.UTF8.GetString(Header()).TrimEnd(' ');
+        var noisy = canonical.Replace("]},\"", "]}, \"", StringComparison.Ordinal);
+        var at = noisy.IndexOf(",\"__signature__\":\"", StringComparison.Ordinal);
+        var end = at + SignatureMember.Length + 89;
+        var guessed = Encoding.UTF8.GetBytes(noisy[..at] + noisy[end..]);
+        var forged = new byte[Ed25519.SignatureSize];
+        _signer.Sign(guessed, forged);
+        var header = Encoding.UTF8.GetBytes(noisy[..at] + ",\"__signature__\":\"" + Convert.ToBase64String(forged) + "\"" + noisy[end..]);
+        var (message, signature) = Canonical(header);
+        Assert.That(Ed25519.Verify(_signer.Public.PublicKey, WithoutSignature(header), signature), Is.True, "the guess verifies");
+        Assert.That(SpeculativeSignature.Start(header, _signer.Public)!.TryGetResult(message, signature, _signer.Public), Is.Null);
+        Replace(header);
+        var ex = Assert.Throws<SignatureException>(() => CryptoTensorsReader.Open(_file, TestModels.Keys(_master, _signer)));
+        Assert.That(ex!.Code, Is.EqualTo(ErrorCode.SignatureMismatch));
+    }
+
+    [Test]
+    public void TheGuessCountsOnlyForItsOwnKeyAndSignature()
+    {
+        var header = Header();
+        var (message, signature) = Canonical(header);
+        using var other = SigningKey.Generate();
+        Assert.That(SpeculativeSignature.Start(header, _signer.Public)!.TryGetResult(message, signature, other.Public), Is.Null);
+        var flipped = (byte[])signature.Clone();
+        flipped[0] ^= 1;
+        Assert.That(SpeculativeSignature.Start(header, _signer.Public)!.TryGetResult(message, flipped, _signer.Public), Is.Null);
+    }
+
+    [Test]
+    public void NoGuessIsStartedWithoutAKeyOrForASmallHeader()
+    {
+        Assert.That(SpeculativeSignature.Start(Header(), null), Is.Null);
+        var small = _tmp.File("small.ct");
+        CryptoTensorsWriter.Write(small, [TestModels.Tensor("w", Dtype.F32, [4])], new WriterOptions { MasterKey = _master, SigningKey = _signer });
+        var header = HeaderOf(File.ReadAllBytes(small));
+        Assert.That(header, Has.Length.LessThan(SpeculativeSignature.MinHeaderBytes));
+        Assert.That(SpeculativeSignature.Start(header, _signer.Public), Is.Null);
+    }
+
+    [TestCase("AAAA")]
+    [TestCase("not base64 at all, but eighty-eight characters long: what the guess looks for, exactly!!")]
+    public void AMalformedSignatureLeavesNoGuessAndOpenReportsItsFormat(string value)
+    {
+        var text = Encoding.UTF8.GetString(Header()).TrimEnd(' ');
+        var at = text.IndexOf(",\"__signature__\":\"", StringComparison.Ordinal) + SignatureMember.Length;
+        var header = Encoding.UTF8.GetBytes(text[..at] + value + text[(at + 88)..]);
+        var early = SpeculativeSignature.Start(header, _signer.Public)!;
+        var message = CryptoTensorsReader.SignedMessage(SafetensorsHeader.Parse(header, null));
+        Assert.That(early.TryGetResult(message, new byte[64], _signer.Public), Is.Null);
+        Replace(header);
+        var ex = Assert.Throws<SignatureException>(() => CryptoTensorsReader.Open(_file, TestModels.Keys(_master, _signer)));
+        Assert.That(ex!.Code, Is.EqualTo(ErrorCode.InvalidSignatureFormat));
+    }
+}
