@@ -11,6 +11,7 @@ public static class Program
     public static void Main(string[] args)
     {
         if (args is ["open-breakdown"]) OpenBreakdown.Run();
+        else if (args is ["open-breakdown", var part]) OpenBreakdown.Loop(part);
         else if (args is ["load-breakdown", ..]) LoadBreakdown.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 6);
         else BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
     }

@@ -217,10 +217,11 @@ internal sealed class EncryptionEntry
         if (!Expect(s, ref i, (byte)'{')) return null;
         var result = new Dictionary<string, EncryptionEntry>(StringComparer.Ordinal);
         Span<Range> fields = stackalloc Range[FieldNames.Length];
+        var decoded = new byte[FieldNames.Length][];
         if (Peek(s, ref i) == (byte)'}') return Ends(s, i + 1) ? result : null;
         while (true)
         {
-            if (!TryString(s, ref i, out var name, inString) || !Expect(s, ref i, (byte)':') || !Expect(s, ref i, (byte)'{')) return null;
+            if (!TryString(s, ref i, out var name, inString) || !IsPlainName(s[name]) || !Expect(s, ref i, (byte)':') || !Expect(s, ref i, (byte)'{')) return null;
             var tensor = System.Text.Encoding.UTF8.GetString(s[name]);
             ref var slot = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(result, tensor, out var exists);
             if (exists) return null;
@@ -250,7 +251,7 @@ internal sealed class EncryptionEntry
             }
             // The three key fields must be present, non-null and non-empty.
             if ((present & 7) != 7 || (isNull & 7) != 0) return null;
-            var decoded = new byte[FieldNames.Length][];
+            Array.Clear(decoded);
             for (var f = 0; f < FieldNames.Length; f++)
             {
                 if ((present & (1 << f)) == 0 || (isNull & (1 << f)) != 0) continue;
@@ -270,8 +271,10 @@ internal sealed class EncryptionEntry
     }
 
     /// <summary>
-    /// A string without escapes or control characters: the range of its content. <paramref name="inString"/>: the text is
-    /// stored inside a JSON string, so the string is delimited by <c>\"</c>, and a bare quote or any other backslash declines.
+    /// A string token: the range of its raw content, up to the first quote (or, with <paramref name="inString"/>, where
+    /// the text is stored inside a JSON string, up to the first backslash, which must start <c>\"</c>). The content is
+    /// not checked here: field names must then equal a known name and values must be strict base64, which no escape,
+    /// quote or control character is; tensor names are checked by <see cref="IsPlainName"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool TryString(ReadOnlySpan<byte> s, ref int i, out Range content, bool inString)
@@ -284,37 +287,41 @@ internal sealed class EncryptionEntry
         }
         else if (Peek(s, ref i) != (byte)'"') return false;
         var start = i + 1;
-        // A scalar scan: names and values are short.
-        for (var j = start; j < s.Length; j++)
+        var k = s[start..].IndexOf(inString ? (byte)'\\' : (byte)'"');
+        if (k < 0) return false;
+        var j = start + k;
+        if (inString)
         {
-            var b = s[j];
-            if (b == (byte)'\\')
-            {
-                if (!inString || j + 1 >= s.Length || s[j + 1] != (byte)'"') return false;
-                content = start..j;
-                i = j + 2;
-                return true;
-            }
-            if (b == (byte)'"')
-            {
-                if (inString) return false;
-                content = start..j;
-                i = j + 1;
-                return true;
-            }
-            if (b < 0x20) return false;
+            if (j + 1 >= s.Length || s[j + 1] != (byte)'"') return false;
+            i = j + 2;
         }
-        return false;
+        else i = j + 1;
+        content = start..j;
+        return true;
     }
+
+    /// <summary>A tensor name read as it is stored: no quote, backslash or control character in it.</summary>
+    private static bool IsPlainName(ReadOnlySpan<byte> name) => name.IndexOfAny(NameSpecials) < 0;
+
+    /// <summary>The bytes a tensor name read without unescaping may not hold: a quote, a backslash, a control character.</summary>
+    private static readonly System.Buffers.SearchValues<byte> NameSpecials =
+        System.Buffers.SearchValues.Create([.. Enumerable.Range(0, 0x20).Select(b => (byte)b), (byte)'"', (byte)'\\']);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int PlainFieldIndex(ReadOnlySpan<byte> name)
     {
-        for (var f = 0; f < Utf8FieldNames.Length; f++)
+        // By length first: only key_tag and base_iv share one.
+        var f = name.Length switch
         {
-            if (name.SequenceEqual(Utf8FieldNames[f])) return f;
-        }
-        return -1;
+            11 => 0,
+            6 => 1,
+            7 => name[0] == (byte)'k' ? 2 : 5,
+            2 => 3,
+            3 => 4,
+            4 => 6,
+            _ => -1,
+        };
+        return f >= 0 && name.SequenceEqual(Utf8FieldNames[f]) ? f : -1;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

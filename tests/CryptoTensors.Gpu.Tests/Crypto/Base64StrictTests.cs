@@ -89,6 +89,29 @@ public class Base64StrictTests
         }
     }
 
+    [Test]
+    public void Utf8FormDecidesAsTheStringFormOnLongValuesAndTheirMutants()
+    {
+        // Values as long as the header's (up to 88 characters, many whole quads), then each with one character replaced.
+        var rng = new Random(20261124);
+        const string pieces = "AZaz09+/=\" \n.-_";
+        for (var i = 0; i < 20_000; i++)
+        {
+            var data = new byte[rng.Next(0, 67)];
+            rng.NextBytes(data);
+            var text = Convert.ToBase64String(data);
+            Assert.That(Base64Strict.TryDecodeUtf8(System.Text.Encoding.UTF8.GetBytes(text), out var decoded), Is.True, text);
+            Assert.That(decoded, Is.EqualTo(data), text);
+            if (text.Length == 0) continue;
+            var chars = text.ToCharArray();
+            chars[rng.Next(chars.Length)] = pieces[rng.Next(pieces.Length)];
+            var mutant = new string(chars);
+            var ok = Base64Strict.TryDecode(mutant, out var bytes);
+            Assert.That(Base64Strict.TryDecodeUtf8(System.Text.Encoding.UTF8.GetBytes(mutant), out var fromUtf8), Is.EqualTo(ok), mutant);
+            Assert.That(fromUtf8, Is.EqualTo(bytes), mutant);
+        }
+    }
+
     [TestCase("AA==", "00")]
     [TestCase("AA", "00")]
     [TestCase("AAA", "0000")]
