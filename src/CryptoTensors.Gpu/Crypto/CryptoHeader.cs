@@ -210,15 +210,28 @@ internal sealed class EncryptionEntry
     /// value): every quote appears as <c>\"</c>, and any other backslash (another escape, or whitespace other than
     /// spaces, which would be escaped) makes it decline; so it reads exactly the text the unescaped value holds.
     /// </remarks>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static Dictionary<string, EncryptionEntry>? TryParsePlain(ReadOnlySpan<byte> s, bool inString = false)
+        => TryParsePlainPrefix(s, inString, out var consumed) is { } result && Ends(s, consumed) ? result : null;
+
+    /// <summary>
+    /// <see cref="TryParsePlain"/> of the object that starts <paramref name="s"/>, whatever follows it:
+    /// <paramref name="consumed"/> bytes, up to its closing brace. What it accepts it reads only from those bytes, so
+    /// it is what <see cref="TryParsePlain"/> returns for any span that starts with them and then holds only whitespace.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static Dictionary<string, EncryptionEntry>? TryParsePlainPrefix(ReadOnlySpan<byte> s, bool inString, out int consumed)
     {
+        consumed = 0;
         var i = 0;
         if (!Expect(s, ref i, (byte)'{')) return null;
         var result = new Dictionary<string, EncryptionEntry>(StringComparer.Ordinal);
         Span<Range> fields = stackalloc Range[FieldNames.Length];
         var decoded = new byte[FieldNames.Length][];
-        if (Peek(s, ref i) == (byte)'}') return Ends(s, i + 1) ? result : null;
+        if (Peek(s, ref i) == (byte)'}')
+        {
+            consumed = i + 1;
+            return result;
+        }
         while (true)
         {
             if (!TryString(s, ref i, out var name, inString) || !IsPlainName(s[name]) || !Expect(s, ref i, (byte)':') || !Expect(s, ref i, (byte)'{')) return null;
@@ -265,7 +278,11 @@ internal sealed class EncryptionEntry
             };
             var after = Peek(s, ref i);
             i++;
-            if (after == (byte)'}') return Ends(s, i) ? result : null;
+            if (after == (byte)'}')
+            {
+                consumed = i;
+                return result;
+            }
             if (after != (byte)',') return null;
         }
     }

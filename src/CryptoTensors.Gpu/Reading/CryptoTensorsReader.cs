@@ -111,10 +111,13 @@ public sealed class CryptoTensorsReader : IDisposable
         {
             var length = RandomAccess.GetLength(file);
             var headerBytes = ReadHeaderBytes(file, length);
-            // With the verification key given, the signature check starts on another core while the header is parsed.
-            var early = SpeculativeSignature.Start(headerBytes, options.VerificationKey);
+            // Work on the larger parts of a big header starts on the other cores while the header is parsed: the
+            // signature check (where the verification key is given) and the parse of __encryption__. Each result is used
+            // only once the parsed header shows it was computed on exactly the right bytes.
+            var signature = SpeculativeSignature.Start(headerBytes, options.VerificationKey);
+            var encryption = SpeculativeEncryption.Start(headerBytes);
             var header = SafetensorsHeader.ParseOwned(headerBytes, length);
-            return new CryptoTensorsReader(path, file, length, header, Authenticate(path, header, options, early));
+            return new CryptoTensorsReader(path, file, length, header, Authenticate(path, header, options, signature, encryption));
         }
         catch
         {
@@ -147,9 +150,11 @@ public sealed class CryptoTensorsReader : IDisposable
     /// Checks the reserved fields, resolves keys, verifies the signature, evaluates the policy and unwraps every data
     /// key, in that order (FORMAT.md §4.3). <paramref name="name"/> is the file name given to the policy;
     /// <paramref name="early"/>, a signature check started before the header was parsed, used only where it checked
-    /// exactly the canonical message.
+    /// exactly the canonical message; <paramref name="earlyEncryption"/>, a parse of <c>__encryption__</c> started then,
+    /// used only where it parsed exactly the stored value.
     /// </summary>
-    internal static HeaderCrypto Authenticate(string name, SafetensorsHeader header, ReaderOptions options, SpeculativeSignature? early = null)
+    internal static HeaderCrypto Authenticate(string name, SafetensorsHeader header, ReaderOptions options, SpeculativeSignature? early = null,
+        SpeculativeEncryption? earlyEncryption = null)
     {
         var meta = header.Metadata;
         if (meta is null || !meta.ContainsKey(ReservedFields.Encryption))
@@ -183,7 +188,7 @@ public sealed class CryptoTensorsReader : IDisposable
             // __encryption__ (untrusted JSON, like the whole header at this point) is parsed on another core while the
             // signature is checked; its result or error is looked at only once the signature and the policy have passed,
             // so errors keep the reference's order and no data key is unwrapped before both.
-            var parse = StartParallelParse(header);
+            var parse = earlyEncryption is null ? StartParallelParse(header) : null;
             AccessPolicy policy;
             try
             {
@@ -198,7 +203,8 @@ public sealed class CryptoTensorsReader : IDisposable
                 throw;
             }
 
-            var entries = parse is null ? ParseEncryption(header) : parse.GetAwaiter().GetResult();
+            var entries = parse is not null ? parse.GetAwaiter().GetResult()
+                : (header.TryGetStoredValue(ReservedFields.Encryption, out var stored) ? earlyEncryption?.TryGetResult(stored) : null) ?? ParseEncryption(header);
             var (crypto, deks) = UnwrapAll(entries, header, master);
             return new HeaderCrypto(keys, policy, crypto, deks, master.Algorithm, master.Alg);
         }

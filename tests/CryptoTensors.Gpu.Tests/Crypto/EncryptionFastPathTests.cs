@@ -137,7 +137,14 @@ public class EncryptionFastPathTests
     private static bool CheckStored(byte[] stored)
     {
         var fast = EncryptionEntry.TryParsePlain(stored, inString: true);
+        // The parse of the same bytes followed by the rest of a header (what the reader starts before the header is
+        // parsed), taken where it stopped inside the value with only whitespace after: the same answer.
+        byte[] withRest = [.. stored, .. "\",\"__policy__\":\"{}\"},\"t\":{}}"u8];
+        var prefix = EncryptionEntry.TryParsePlainPrefix(withRest, inString: true, out var consumed);
+        var viaPrefix = prefix is not null && consumed <= stored.Length && CryptoTensors.Gpu.Format.JsonScan.Ends(stored, consumed) ? prefix : null;
+        Assert.That(viaPrefix is null, Is.EqualTo(fast is null), Encoding.UTF8.GetString(stored));
         if (fast is null) return false;
+        AssertSame(viaPrefix!, fast, Encoding.UTF8.GetString(stored));
         string value;
         try { value = System.Text.Json.JsonSerializer.Deserialize<string>([(byte)'"', .. stored, (byte)'"'])!; }
         catch (System.Text.Json.JsonException e)
