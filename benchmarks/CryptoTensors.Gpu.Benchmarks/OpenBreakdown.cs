@@ -66,7 +66,7 @@ internal static class OpenBreakdown
         parsed.TryGetStoredValue(ReservedFields.Encryption, out var stored);
         Action a = part switch
         {
-            "header" => () => SafetensorsHeader.Parse(header, bytes.Length),
+            "header" => () => SafetensorsHeader.ParseOwned(header, bytes.Length),
             "encryption" => () => EncryptionEntry.ParseStored(stored.Span, () => throw new InvalidOperationException()),
             "message" => () => CryptoTensorsReader.SignedMessage(parsed),
             "load" => LoadLoop(path, master, signer),

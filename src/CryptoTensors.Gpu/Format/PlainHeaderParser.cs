@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Numerics;
+using System.Runtime.Intrinsics;
 using System.Text;
 
 using static CryptoTensors.Gpu.Format.JsonScan;
@@ -196,6 +198,8 @@ internal static class PlainHeaderParser
         var start = i + 1;
         for (var j = start; j < s.Length; j++)
         {
+            j = NextSpecial(s, j);
+            if (j == s.Length) return false;
             var b = s[j];
             if (b == (byte)'"')
             {
@@ -204,8 +208,8 @@ internal static class PlainHeaderParser
                 return true;
             }
             if (b < 0x20) return false;
-            if (b != (byte)'\\') continue;
-            escaped = true;
+            escaped = true; // b is a backslash
+
             if (j + 1 >= s.Length) return false;
             switch (s[j + 1])
             {
@@ -227,6 +231,32 @@ internal static class PlainHeaderParser
             }
         }
         return false;
+    }
+
+    /// <summary>
+    /// The index of the first quote, backslash or control character at or after <paramref name="j"/>, or the length:
+    /// 32 bytes at a time (long metadata values such as <c>__encryption__</c> are mostly plain text between escapes).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int NextSpecial(ReadOnlySpan<byte> s, int j)
+    {
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var quote = Vector256.Create((byte)'"');
+            var backslash = Vector256.Create((byte)'\\');
+            var space = Vector256.Create((byte)0x20);
+            ref var origin = ref MemoryMarshal.GetReference(s);
+            while (j <= s.Length - Vector256<byte>.Count)
+            {
+                var v = Vector256.LoadUnsafe(ref origin, (nuint)j);
+                var special = Vector256.Equals(v, quote) | Vector256.Equals(v, backslash) | Vector256.LessThan(v, space);
+                var mask = special.ExtractMostSignificantBits();
+                if (mask != 0) return j + BitOperations.TrailingZeroCount(mask);
+                j += Vector256<byte>.Count;
+            }
+        }
+        while (j < s.Length && s[j] is not ((byte)'"' or (byte)'\\' or < 0x20)) j++;
+        return j;
     }
 
     private static bool TryHex4(ReadOnlySpan<byte> hex, out int value)

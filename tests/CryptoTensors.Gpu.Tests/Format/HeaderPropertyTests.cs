@@ -263,6 +263,35 @@ public class HeaderPropertyTests
     }
 
     [Test]
+    public void PlainScannerAgreesWithTheGeneralParserForEverySpecialByteAtEveryPosition()
+    {
+        // The scanner looks for quotes, backslashes and control characters 32 bytes at a time: put each kind (and each
+        // escape) at every position of a 100-byte metadata value and a 70-byte tensor name, across the block boundaries.
+        string[] specials = ["\"", "\\", "\u0001", "\u001f", "\\\"", "\\\\", "\\/", "\\u0041", "\\u001f", "\\x", "\\", "\u00e9"];
+        var taken = 0;
+        foreach (var special in specials)
+        {
+            for (var at = 0; at <= 100; at++)
+            {
+                var value = new string('v', at) + special + new string('w', 100 - at);
+                var name = new string('n', at % 70) + special + new string('m', 70 - at % 70);
+                foreach (var (k, n) in new[] { (value, "t"), ("v", name) })
+                {
+                    var header = Encoding.UTF8.GetBytes("{\"__metadata__\":{\"k\":\"" + k + "\"},\"" + n + "\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}");
+                    if (PlainAgreesWithGeneral(header)) taken++;
+                    else
+                    {
+                        // Declined: the general parser decides, accepting or refusing with its typed error.
+                        try { SafetensorsHeader.ParseGeneral(header, out _, out _, out _); }
+                        catch (CryptoTensorsException) { }
+                    }
+                }
+            }
+        }
+        Assert.That(taken, Is.GreaterThan(600), "values with valid escapes, and names without escapes, take the plain path");
+    }
+
+    [Test]
     public void PlainScannerAgreesWithTheGeneralParser()
     {
         var plain = 0;
