@@ -11,38 +11,8 @@ namespace CryptoTensors.Gpu.Tests.Reading;
 /// The parse of <c>__encryption__</c> started before the header is parsed, from the first place its value appears to
 /// start: used only where the header parser finds the stored value at exactly that place, holding exactly what was parsed.
 /// </summary>
-public class SpeculativeEncryptionTests
+public class SpeculativeEncryptionTests : ManyTensorFileTests
 {
-    private TempDir _tmp = null!;
-    private MasterKey _master = null!;
-    private SigningKey _signer = null!;
-    private string _file = null!;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _tmp = new TempDir();
-        _master = MasterKey.Generate();
-        _signer = SigningKey.Generate();
-        _file = _tmp.File("many.ct");
-        var tensors = Enumerable.Range(0, 200).Select(i => TestModels.Tensor($"lora.{i}.A", Dtype.F32, [4, 4], i)).ToList();
-        CryptoTensorsWriter.Write(_file, tensors, new WriterOptions { MasterKey = _master, SigningKey = _signer });
-    }
-
-    [TearDown]
-    public void TearDown()
-    {
-        _master.Dispose();
-        _signer.Dispose();
-        _tmp.Dispose();
-    }
-
-    private string HeaderText()
-    {
-        var file = File.ReadAllBytes(_file);
-        return Encoding.UTF8.GetString(file, 8, (int)BitConverter.ToUInt64(file, 0)).TrimEnd(' ');
-    }
-
     /// <summary>The guess's answer for <paramref name="header"/>, given the stored value its parser finds (the same array).</summary>
     private static Dictionary<string, EncryptionEntry>? Guess(byte[] header)
     {
@@ -147,8 +117,8 @@ public class SpeculativeEncryptionTests
     [Test]
     public void NoParseIsStartedForASmallHeader()
     {
-        var small = _tmp.File("small.ct");
-        CryptoTensorsWriter.Write(small, [TestModels.Tensor("w", Dtype.F32, [4])], new WriterOptions { MasterKey = _master, SigningKey = _signer });
+        var small = Tmp.File("small.ct");
+        CryptoTensorsWriter.Write(small, [TestModels.Tensor("w", Dtype.F32, [4])], new WriterOptions { MasterKey = Master, SigningKey = Signer });
         var file = File.ReadAllBytes(small);
         Assert.That(SpeculativeEncryption.Start(file.AsSpan(8, (int)BitConverter.ToUInt64(file, 0)).ToArray()), Is.Null);
     }
@@ -159,11 +129,8 @@ public class SpeculativeEncryptionTests
         // End to end: the signature covers the canonical form (the real value, not the unknown field), so the file opens
         // and decrypts with the real wrapped keys; taking the lookalike's would fail to unwrap.
         var noisy = WithLookalike();
-        var file = File.ReadAllBytes(_file);
-        var data = file.AsSpan(8 + (int)BitConverter.ToUInt64(file, 0)).ToArray();
-        var padded = noisy + new string(' ', (8 - Encoding.UTF8.GetByteCount(noisy) % 8) % 8);
-        File.WriteAllBytes(_file, [.. BitConverter.GetBytes((ulong)Encoding.UTF8.GetByteCount(padded)), .. Encoding.UTF8.GetBytes(padded), .. data]);
-        using var r = CryptoTensorsReader.Open(_file, TestModels.Keys(_master, _signer));
+        ReplaceHeader(Encoding.UTF8.GetBytes(noisy));
+        using var r = Open();
         Assert.That(r.Tensors, Has.Count.EqualTo(200));
         Assert.That(r.ReadTensor("lora.5.A"), Is.EqualTo(TestModels.Plain([TestModels.Tensor("lora.5.A", Dtype.F32, [4, 4], 5)])["lora.5.A"]));
     }

@@ -11,45 +11,9 @@ namespace CryptoTensors.Gpu.Tests.Reading;
 /// The signature check started before the header is parsed, on the raw header without its signature member: its result
 /// counts only where that guess is exactly the canonical message (FORMAT.md §4.1), for the same signature and key.
 /// </summary>
-public class SpeculativeSignatureTests
+public class SpeculativeSignatureTests : ManyTensorFileTests
 {
-    private TempDir _tmp = null!;
-    private MasterKey _master = null!;
-    private SigningKey _signer = null!;
-    private string _file = null!;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _tmp = new TempDir();
-        _master = MasterKey.Generate();
-        _signer = SigningKey.Generate();
-        _file = _tmp.File("many.ct");
-        // 200 tensors: a header well above SpeculativeSignature.MinHeaderBytes.
-        var tensors = Enumerable.Range(0, 200).Select(i => TestModels.Tensor($"lora.{i}.A", Dtype.F32, [4, 4], i)).ToList();
-        CryptoTensorsWriter.Write(_file, tensors, new WriterOptions { MasterKey = _master, SigningKey = _signer });
-    }
-
-    [TearDown]
-    public void TearDown()
-    {
-        _master.Dispose();
-        _signer.Dispose();
-        _tmp.Dispose();
-    }
-
-    private byte[] Header() => HeaderOf(File.ReadAllBytes(_file));
-
     private static byte[] HeaderOf(byte[] file) => file.AsSpan(8, (int)BitConverter.ToUInt64(file, 0)).ToArray();
-
-    /// <summary>The file with <paramref name="header"/> (padded with spaces to a multiple of 8) in place of its header.</summary>
-    private void Replace(byte[] header)
-    {
-        var file = File.ReadAllBytes(_file);
-        var data = file.AsSpan(8 + (int)BitConverter.ToUInt64(file, 0)).ToArray();
-        var padded = header.Concat(Enumerable.Repeat((byte)' ', (8 - header.Length % 8) % 8)).ToArray();
-        File.WriteAllBytes(_file, [.. BitConverter.GetBytes((ulong)padded.Length), .. padded, .. data]);
-    }
 
     /// <summary>What the reader's signature check sees: the canonical message and the signature of the parsed header.</summary>
     private static (byte[] Message, byte[] Signature) Canonical(byte[] header)
@@ -74,10 +38,10 @@ public class SpeculativeSignatureTests
         var header = Header();
         var (message, signature) = Canonical(header);
         Assert.That(WithoutSignature(header), Is.EqualTo(message));
-        var early = SpeculativeSignature.Start(header, _signer.Public);
+        var early = SpeculativeSignature.Start(header, Signer.Public);
         Assert.That(early, Is.Not.Null);
-        Assert.That(early!.TryGetResult(message, signature, _signer.Public), Is.True);
-        using var r = CryptoTensorsReader.Open(_file, TestModels.Keys(_master, _signer));
+        Assert.That(early!.TryGetResult(message, signature, Signer.Public), Is.True);
+        using var r = Open();
         Assert.That(r.Tensors, Has.Count.EqualTo(200));
     }
 
@@ -90,9 +54,9 @@ public class SpeculativeSignatureTests
         header[at + 8] = (byte)'B'; // another tensor name, still canonical: the message no longer matches the signature
         var (message, signature) = Canonical(header);
         Assert.That(WithoutSignature(header), Is.EqualTo(message));
-        Assert.That(SpeculativeSignature.Start(header, _signer.Public)!.TryGetResult(message, signature, _signer.Public), Is.False);
-        Replace(header);
-        var ex = Assert.Throws<SignatureException>(() => CryptoTensorsReader.Open(_file, TestModels.Keys(_master, _signer)));
+        Assert.That(SpeculativeSignature.Start(header, Signer.Public)!.TryGetResult(message, signature, Signer.Public), Is.False);
+        ReplaceHeader(header);
+        var ex = Assert.Throws<SignatureException>(() => Open());
         Assert.That(ex!.Code, Is.EqualTo(ErrorCode.SignatureMismatch));
     }
 
@@ -103,9 +67,9 @@ public class SpeculativeSignatureTests
         var header = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(Header()).TrimEnd(' ').Replace("]},\"", "]}, \"", StringComparison.Ordinal));
         var (message, signature) = Canonical(header);
         Assert.That(WithoutSignature(header), Is.Not.EqualTo(message));
-        Assert.That(SpeculativeSignature.Start(header, _signer.Public)!.TryGetResult(message, signature, _signer.Public), Is.Null);
-        Replace(header);
-        using var r = CryptoTensorsReader.Open(_file, TestModels.Keys(_master, _signer));
+        Assert.That(SpeculativeSignature.Start(header, Signer.Public)!.TryGetResult(message, signature, Signer.Public), Is.Null);
+        ReplaceHeader(header);
+        using var r = Open();
         Assert.That(r.Tensors, Has.Count.EqualTo(200));
     }
 
@@ -120,13 +84,13 @@ public class SpeculativeSignatureTests
         var end = at + SignatureMember.Length + 89;
         var guessed = Encoding.UTF8.GetBytes(noisy[..at] + noisy[end..]);
         var forged = new byte[Ed25519.SignatureSize];
-        _signer.Sign(guessed, forged);
+        Signer.Sign(guessed, forged);
         var header = Encoding.UTF8.GetBytes(noisy[..at] + ",\"__signature__\":\"" + Convert.ToBase64String(forged) + "\"" + noisy[end..]);
         var (message, signature) = Canonical(header);
-        Assert.That(Ed25519.Verify(_signer.Public.PublicKey, WithoutSignature(header), signature), Is.True, "the guess verifies");
-        Assert.That(SpeculativeSignature.Start(header, _signer.Public)!.TryGetResult(message, signature, _signer.Public), Is.Null);
-        Replace(header);
-        var ex = Assert.Throws<SignatureException>(() => CryptoTensorsReader.Open(_file, TestModels.Keys(_master, _signer)));
+        Assert.That(Ed25519.Verify(Signer.Public.PublicKey, WithoutSignature(header), signature), Is.True, "the guess verifies");
+        Assert.That(SpeculativeSignature.Start(header, Signer.Public)!.TryGetResult(message, signature, Signer.Public), Is.Null);
+        ReplaceHeader(header);
+        var ex = Assert.Throws<SignatureException>(() => Open());
         Assert.That(ex!.Code, Is.EqualTo(ErrorCode.SignatureMismatch));
     }
 
@@ -136,21 +100,21 @@ public class SpeculativeSignatureTests
         var header = Header();
         var (message, signature) = Canonical(header);
         using var other = SigningKey.Generate();
-        Assert.That(SpeculativeSignature.Start(header, _signer.Public)!.TryGetResult(message, signature, other.Public), Is.Null);
+        Assert.That(SpeculativeSignature.Start(header, Signer.Public)!.TryGetResult(message, signature, other.Public), Is.Null);
         var flipped = (byte[])signature.Clone();
         flipped[0] ^= 1;
-        Assert.That(SpeculativeSignature.Start(header, _signer.Public)!.TryGetResult(message, flipped, _signer.Public), Is.Null);
+        Assert.That(SpeculativeSignature.Start(header, Signer.Public)!.TryGetResult(message, flipped, Signer.Public), Is.Null);
     }
 
     [Test]
     public void NoGuessIsStartedWithoutAKeyOrForASmallHeader()
     {
         Assert.That(SpeculativeSignature.Start(Header(), null), Is.Null);
-        var small = _tmp.File("small.ct");
-        CryptoTensorsWriter.Write(small, [TestModels.Tensor("w", Dtype.F32, [4])], new WriterOptions { MasterKey = _master, SigningKey = _signer });
+        var small = Tmp.File("small.ct");
+        CryptoTensorsWriter.Write(small, [TestModels.Tensor("w", Dtype.F32, [4])], new WriterOptions { MasterKey = Master, SigningKey = Signer });
         var header = HeaderOf(File.ReadAllBytes(small));
         Assert.That(header, Has.Length.LessThan(SpeculativeSignature.MinHeaderBytes));
-        Assert.That(SpeculativeSignature.Start(header, _signer.Public), Is.Null);
+        Assert.That(SpeculativeSignature.Start(header, Signer.Public), Is.Null);
     }
 
     [TestCase("AAAA")]
@@ -160,11 +124,11 @@ public class SpeculativeSignatureTests
         var text = Encoding.UTF8.GetString(Header()).TrimEnd(' ');
         var at = text.IndexOf(",\"__signature__\":\"", StringComparison.Ordinal) + SignatureMember.Length;
         var header = Encoding.UTF8.GetBytes(text[..at] + value + text[(at + 88)..]);
-        var early = SpeculativeSignature.Start(header, _signer.Public)!;
+        var early = SpeculativeSignature.Start(header, Signer.Public)!;
         var message = CryptoTensorsReader.SignedMessage(SafetensorsHeader.Parse(header, null));
-        Assert.That(early.TryGetResult(message, new byte[64], _signer.Public), Is.Null);
-        Replace(header);
-        var ex = Assert.Throws<SignatureException>(() => CryptoTensorsReader.Open(_file, TestModels.Keys(_master, _signer)));
+        Assert.That(early.TryGetResult(message, new byte[64], Signer.Public), Is.Null);
+        ReplaceHeader(header);
+        var ex = Assert.Throws<SignatureException>(() => Open());
         Assert.That(ex!.Code, Is.EqualTo(ErrorCode.InvalidSignatureFormat));
     }
 }
