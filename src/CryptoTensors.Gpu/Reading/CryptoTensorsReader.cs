@@ -149,11 +149,11 @@ public sealed class CryptoTensorsReader : IDisposable
     /// <summary>
     /// Checks the reserved fields, resolves keys, verifies the signature, evaluates the policy and unwraps every data
     /// key, in that order (FORMAT.md §4.3). <paramref name="name"/> is the file name given to the policy;
-    /// <paramref name="early"/>, a signature check started before the header was parsed, used only where it checked
+    /// <paramref name="earlySignature"/>, a signature check started before the header was parsed, used only where it checked
     /// exactly the canonical message; <paramref name="earlyEncryption"/>, a parse of <c>__encryption__</c> started then,
     /// used only where it parsed exactly the stored value.
     /// </summary>
-    internal static HeaderCrypto Authenticate(string name, SafetensorsHeader header, ReaderOptions options, SpeculativeSignature? early = null,
+    internal static HeaderCrypto Authenticate(string name, SafetensorsHeader header, ReaderOptions options, SpeculativeSignature? earlySignature = null,
         SpeculativeEncryption? earlyEncryption = null)
     {
         var meta = header.Metadata;
@@ -192,7 +192,7 @@ public sealed class CryptoTensorsReader : IDisposable
             AccessPolicy policy;
             try
             {
-                VerifySignature(header, signatureText, verify, early);
+                VerifySignature(header, signatureText, verify, earlySignature);
                 policy = AccessPolicy.Parse(policyJson);
                 PolicyGate.EnsureAllowed(policy, name, keys, options);
             }
