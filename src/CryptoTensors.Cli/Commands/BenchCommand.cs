@@ -21,12 +21,11 @@ internal static unsafe class BenchCommand
 {
     public static Command Create(CliIO io)
     {
-        var workload = new Option<string>("--workload") { Description = "gpt2, lora, qwen3-0.6b, qwen3-4b or tiny", DefaultValueFactory = _ => "gpt2" };
-        workload.AcceptOnlyFromAmong([.. DemoWorkloads.Names]);
+        var workload = WorkloadOptions.Workload();
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var dir = new Option<string?>("--dir") { Description = "Where to write the files (default: a temporary directory, removed afterwards)" };
+        var dir = WorkloadOptions.Dir();
         var repeat = new Option<int>("--repeat") { Description = "Runs of each load (at least; loads into reused memory run on until 0.25 s have passed, at most 200); the best is reported", DefaultValueFactory = _ => 3 };
-        var readPath = new Option<ReadPath>("--read-path") { Description = "Auto (default: MemoryMapped where the native shim loads, else PositionalRead), MemoryMapped or PositionalRead", DefaultValueFactory = _ => ReadPath.Auto };
+        var readPath = WorkloadOptions.ReadPath();
         var device = new Option<string?>("--device") { Description = "cuda:N: measure loads to that GPU instead (pinned-copy limit, plain, encrypted, TorchSharp, ILGPU)" };
         var cmd = new Command("bench", "Measure plain vs encrypted loads of a deterministic workload on this machine.") { workload, json, dir, repeat, readPath, device };
         cmd.SetAction(r => io.Guard(() => r.GetValue(device) is { } d

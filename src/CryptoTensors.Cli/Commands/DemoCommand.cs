@@ -17,11 +17,10 @@ internal static unsafe class DemoCommand
 {
     public static Command Create(CliIO io)
     {
-        var workload = new Option<string>("--workload") { Description = "gpt2 (548 MB), lora (1000 tiny tensors) or tiny", DefaultValueFactory = _ => "gpt2" };
-        workload.AcceptOnlyFromAmong([.. DemoWorkloads.Names]);
-        var dir = new Option<string?>("--dir") { Description = "Where to write the files (default: a temporary directory, removed afterwards)" };
+        var workload = WorkloadOptions.Workload();
+        var dir = WorkloadOptions.Dir();
         var repeat = new Option<int>("--repeat") { Description = "Loads of each file; the best is reported", DefaultValueFactory = _ => 3 };
-        var readPath = new Option<ReadPath>("--read-path") { Description = "Auto (default: MemoryMapped where the native shim loads, else PositionalRead), MemoryMapped or PositionalRead", DefaultValueFactory = _ => ReadPath.Auto };
+        var readPath = WorkloadOptions.ReadPath();
         var cmd = new Command("demo", "Generate a demo model, encrypt it, load it plain and encrypted, print the comparison.") { workload, dir, repeat, readPath };
         cmd.SetAction(r => io.Guard(() => Run(io, r.GetValue(workload)!, r.GetValue(dir), Math.Max(1, r.GetValue(repeat)), r.GetValue(readPath))));
         return cmd;
