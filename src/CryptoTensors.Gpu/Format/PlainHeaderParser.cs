@@ -196,10 +196,48 @@ internal static class PlainHeaderParser
         canonical = true;
         if (Peek(s, ref i) != (byte)'"') return false;
         var start = i + 1;
-        for (var j = start; j < s.Length; j++)
+        var j = start;
+        if (Vector256.IsHardwareAccelerated)
         {
-            j = NextSpecial(s, j);
-            if (j == s.Length) return false;
+            // 32 bytes at a time: a mask of the quotes, backslashes and control characters of the block, whose bits are
+            // then taken in order (long metadata values such as __encryption__ hold an escape every few bytes, so the
+            // block is not reloaded after each one).
+            var quote = Vector256.Create((byte)'"');
+            var backslash = Vector256.Create((byte)'\\');
+            var space = Vector256.Create((byte)0x20);
+            ref var origin = ref MemoryMarshal.GetReference(s);
+            while (j <= s.Length - Vector256<byte>.Count)
+            {
+                var v = Vector256.LoadUnsafe(ref origin, (nuint)j);
+                var mask = (Vector256.Equals(v, quote) | Vector256.Equals(v, backslash) | Vector256.LessThan(v, space)).ExtractMostSignificantBits();
+                var next = j + Vector256<byte>.Count;
+                while (mask != 0)
+                {
+                    var k = j + BitOperations.TrailingZeroCount(mask);
+                    var b = s[k];
+                    if (b == (byte)'"')
+                    {
+                        content = start..k;
+                        i = k + 1;
+                        return true;
+                    }
+                    if (b < 0x20) return false;
+                    escaped = true; // b is a backslash
+                    var after = SkipEscape(s, k, ref canonical);
+                    if (after < 0) return false;
+                    var skipped = after - j;
+                    if (skipped >= Vector256<byte>.Count)
+                    {
+                        next = after; // the escape ends past this block
+                        break;
+                    }
+                    mask &= uint.MaxValue << skipped;
+                }
+                j = next;
+            }
+        }
+        while (j < s.Length)
+        {
             var b = s[j];
             if (b == (byte)'"')
             {
@@ -208,55 +246,41 @@ internal static class PlainHeaderParser
                 return true;
             }
             if (b < 0x20) return false;
-            escaped = true; // b is a backslash
-
-            if (j + 1 >= s.Length) return false;
-            switch (s[j + 1])
+            if (b != (byte)'\\')
             {
-                case (byte)'"' or (byte)'\\' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t':
-                    j++;
-                    break;
-                case (byte)'/':
-                    canonical = false;
-                    j++;
-                    break;
-                case (byte)'u':
-                    if (j + 6 > s.Length || !TryHex4(s.Slice(j + 2, 4), out var c) || c is >= 0xD800 and <= 0xDFFF) return false;
-                    // Canonical only for a control character without a short form, in lower-case hex.
-                    if (c >= 0x20 || c is 0x08 or 0x09 or 0x0A or 0x0C or 0x0D || s.Slice(j + 2, 4).ContainsAnyInRange((byte)'A', (byte)'F')) canonical = false;
-                    j += 5;
-                    break;
-                default:
-                    return false;
+                j++;
+                continue;
             }
+            escaped = true;
+            j = SkipEscape(s, j, ref canonical);
+            if (j < 0) return false;
         }
         return false;
     }
 
     /// <summary>
-    /// The index of the first quote, backslash or control character at or after <paramref name="j"/>, or the length:
-    /// 32 bytes at a time (long metadata values such as <c>__encryption__</c> are mostly plain text between escapes).
+    /// The index just past the escape whose backslash is at <paramref name="j"/>, or -1 where it is not a valid JSON
+    /// escape; clears <paramref name="canonical"/> for an escape <see cref="CanonicalJson.IsCanonicalEscaped"/> would not write.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int NextSpecial(ReadOnlySpan<byte> s, int j)
+    private static int SkipEscape(ReadOnlySpan<byte> s, int j, ref bool canonical)
     {
-        if (Vector256.IsHardwareAccelerated)
+        if (j + 1 >= s.Length) return -1;
+        switch (s[j + 1])
         {
-            var quote = Vector256.Create((byte)'"');
-            var backslash = Vector256.Create((byte)'\\');
-            var space = Vector256.Create((byte)0x20);
-            ref var origin = ref MemoryMarshal.GetReference(s);
-            while (j <= s.Length - Vector256<byte>.Count)
-            {
-                var v = Vector256.LoadUnsafe(ref origin, (nuint)j);
-                var special = Vector256.Equals(v, quote) | Vector256.Equals(v, backslash) | Vector256.LessThan(v, space);
-                var mask = special.ExtractMostSignificantBits();
-                if (mask != 0) return j + BitOperations.TrailingZeroCount(mask);
-                j += Vector256<byte>.Count;
-            }
+            case (byte)'"' or (byte)'\\' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t':
+                return j + 2;
+            case (byte)'/':
+                canonical = false;
+                return j + 2;
+            case (byte)'u':
+                if (j + 6 > s.Length || !TryHex4(s.Slice(j + 2, 4), out var c) || c is >= 0xD800 and <= 0xDFFF) return -1;
+                // Canonical only for a control character without a short form, in lower-case hex.
+                if (c >= 0x20 || c is 0x08 or 0x09 or 0x0A or 0x0C or 0x0D || s.Slice(j + 2, 4).ContainsAnyInRange((byte)'A', (byte)'F')) canonical = false;
+                return j + 6;
+            default:
+                return -1;
         }
-        while (j < s.Length && s[j] is not ((byte)'"' or (byte)'\\' or < 0x20)) j++;
-        return j;
     }
 
     private static bool TryHex4(ReadOnlySpan<byte> hex, out int value)
