@@ -20,6 +20,24 @@ internal sealed class PooledBufferWriter : IBufferWriter<byte>, IDisposable
         _written += count;
     }
 
+    /// <summary>Appends <paramref name="bytes"/>: a direct call, where the <see cref="BuffersExtensions.Write{T}"/> extension goes through the interface twice.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Write(ReadOnlySpan<byte> bytes)
+    {
+        Ensure(bytes.Length);
+        bytes.CopyTo(_buffer.AsSpan(_written));
+        _written += bytes.Length;
+    }
+
+    /// <summary>Appends the decimal digits of <paramref name="value"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void WriteNumber(ulong value)
+    {
+        Ensure(20);
+        System.Buffers.Text.Utf8Formatter.TryFormat(value, _buffer.AsSpan(_written), out var n);
+        _written += n;
+    }
+
     public Memory<byte> GetMemory(int sizeHint = 0)
     {
         Ensure(sizeHint);

@@ -213,7 +213,7 @@ public sealed class SafetensorsHeader
     /// header as they are; any other string is re-escaped from its parsed value.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal void WriteCanonical(IBufferWriter<byte> output, string? excludedMetadataKey)
+    internal void WriteCanonical(PooledBufferWriter output, string? excludedMetadataKey)
     {
         output.Write("{"u8);
         var first = true;
@@ -253,30 +253,22 @@ public sealed class SafetensorsHeader
             for (var i = 0; i < t.ShapeU64.Length; i++)
             {
                 if (i > 0) output.Write(","u8);
-                WriteNumber(output, t.ShapeU64[i]);
+                output.WriteNumber(t.ShapeU64[i]);
             }
             output.Write("],\"data_offsets\":["u8);
-            WriteNumber(output, t.Begin);
+            output.WriteNumber(t.Begin);
             output.Write(","u8);
-            WriteNumber(output, t.End);
+            output.WriteNumber(t.End);
             output.Write("]}"u8);
         }
         output.Write("}"u8);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void WriteStringContent(IBufferWriter<byte> output, RawString raw, string value)
+    private void WriteStringContent(PooledBufferWriter output, RawString raw, string value)
     {
         if (raw.Canonical) output.Write(_raw.AsSpan(raw.Start, raw.Length));
         else CanonicalJson.WriteEscapedContent(output, value);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WriteNumber(IBufferWriter<byte> output, ulong value)
-    {
-        var span = output.GetSpan(20);
-        System.Buffers.Text.Utf8Formatter.TryFormat(value, span, out var n);
-        output.Advance(n);
     }
 
     internal static string FormatShape(IReadOnlyList<ulong> shape) => "[" + string.Join(',', shape) + "]";
