@@ -1,4 +1,7 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Text.Json;
 using CryptoTensors.Gpu.Format;
 
@@ -304,9 +307,8 @@ internal sealed class EncryptionEntry
         }
         else if (Peek(s, ref i) != (byte)'"') return false;
         var start = i + 1;
-        var k = s[start..].IndexOf(inString ? (byte)'\\' : (byte)'"');
-        if (k < 0) return false;
-        var j = start + k;
+        var j = IndexOfTerminator(s, start, inString ? (byte)'\\' : (byte)'"');
+        if (j < 0) return false;
         if (inString)
         {
             if (j + 1 >= s.Length || s[j + 1] != (byte)'"') return false;
@@ -315,6 +317,30 @@ internal sealed class EncryptionEntry
         else i = j + 1;
         content = start..j;
         return true;
+    }
+
+    /// <summary>
+    /// The index of the first <paramref name="terminator"/> at or after <paramref name="start"/>, or -1: the tokens here are
+    /// short (names and base64 of 12 to 44 characters), so one 32-byte compare usually finds it, without the set-up of a
+    /// general <see cref="MemoryExtensions.IndexOf{T}(ReadOnlySpan{T}, T)"/> call per token.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int IndexOfTerminator(ReadOnlySpan<byte> s, int start, byte terminator)
+    {
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var t = Vector256.Create(terminator);
+            ref var origin = ref MemoryMarshal.GetReference(s);
+            var j = start;
+            for (; j <= s.Length - Vector256<byte>.Count; j += Vector256<byte>.Count)
+            {
+                var mask = Vector256.Equals(Vector256.LoadUnsafe(ref origin, (nuint)j), t).ExtractMostSignificantBits();
+                if (mask != 0) return j + BitOperations.TrailingZeroCount(mask);
+            }
+            start = j;
+        }
+        var k = s[start..].IndexOf(terminator);
+        return k < 0 ? -1 : start + k;
     }
 
     /// <summary>A tensor name read as it is stored: no quote, backslash or control character in it.</summary>
