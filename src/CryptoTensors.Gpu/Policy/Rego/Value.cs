@@ -21,6 +21,14 @@ internal enum ValueKind
 /// </summary>
 internal abstract class Value : IEquatable<Value>, IComparable<Value>
 {
+    /// <summary>The values of <paramref name="values"/> in Rego order, in a new array (the cached orders of sets and objects).</summary>
+    protected static Value[] SortedCopy(IEnumerable<Value> values)
+    {
+        var a = values.ToArray();
+        Array.Sort(a);
+        return a;
+    }
+
     /// <summary>Lexicographic order of two sequences of values (arrays, and sets in sorted order).</summary>
     protected static int CompareSequences(Value[] a, Value[] b)
     {
@@ -361,19 +369,7 @@ internal sealed class ObjectValue : Value
     public override int Depth => _depth;
 
     /// <summary>The keys in Rego order (for comparison and formatting).</summary>
-    public Value[] SortedKeys
-    {
-        get
-        {
-            if (_sortedKeys is null)
-            {
-                var keys = Map.Keys.ToArray();
-                Array.Sort(keys);
-                _sortedKeys = keys;
-            }
-            return _sortedKeys;
-        }
-    }
+    public Value[] SortedKeys => _sortedKeys ??= SortedCopy(Map.Keys);
 
     public override bool Equals(Value? other)
     {
@@ -452,19 +448,7 @@ internal sealed class SetValue : Value
     public override int Depth => _depth;
 
     /// <summary>The elements in Rego order (for comparison and formatting).</summary>
-    public Value[] Sorted
-    {
-        get
-        {
-            if (_sorted is null)
-            {
-                var a = Items.ToArray();
-                Array.Sort(a);
-                _sorted = a;
-            }
-            return _sorted;
-        }
-    }
+    public Value[] Sorted => _sorted ??= SortedCopy(Items);
 
     public override bool Equals(Value? other) => other is SetValue s && s.Items.Count == Items.Count && Items.SetEquals(s.Items);
 
