@@ -1,6 +1,7 @@
 using System.CommandLine;
 using CryptoTensors.Cli.Commands;
 using CryptoTensors.Gpu;
+using CryptoTensors.Gpu.Keys;
 
 namespace CryptoTensors.Cli;
 
@@ -29,6 +30,14 @@ public static class CliApp
         root.Subcommands.Add(BenchCommand.Create(io));
         root.Subcommands.Add(RssProbeCommand.Create(io));
         var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0 && parsed.Action is System.CommandLine.Invocation.ParseErrorAction)
+        {
+            // One line per argument error, no help text (that comes with --help only).
+            var command = string.Join(' ', parsed.CommandResult.Command is RootCommand ? ["ctensors"] : ["ctensors", parsed.CommandResult.Command.Name]);
+            foreach (var error in parsed.Errors)
+                stderr.WriteLine($"ctensors: error: {CliIO.OneLine(error.Message)} (see '{command} --help')");
+            return UsageExitCode;
+        }
         return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }
 }
@@ -49,17 +58,52 @@ internal sealed class CliIO(TextWriter stdout, TextWriter stderr, Stream? stdin 
         {
             return body();
         }
-        catch (Exception e) when (e is CryptoTensorsException or IOException or UnauthorizedAccessException or ArgumentException or OperationCanceledException
-            or Gpu.Devices.Cuda.CudaException)
+        catch (Exception e) when (IsExpected(e))
         {
             var custom = onError?.Invoke(e);
             if (custom is { } c) return c;
-            Err.WriteLine("ctensors: error: " + OneLine(e.Message));
+            Err.WriteLine("ctensors: error: " + Message(e));
+            if (explained is not null) Err.WriteLine(OneLine(explained));
+            explained = null;
             return ExitCode(e);
         }
     }
 
-    public static int ExitCode(Exception e) => e is CryptoTensorsException ce ? (int)ce.Kind : CliApp.UsageExitCode;
+    /// <summary>
+    /// For <see cref="Guard"/>'s onError: prints an extra explanation line after the error line (when there is one)
+    /// and leaves the exit code to the default.
+    /// </summary>
+    public int? Explain(string? explanation)
+    {
+        if (explanation is null) return null;
+        explained = explanation;
+        return null;
+    }
+
+    private string? explained;
+
+    /// <summary>The failures a command reports as one line and an exit code (anything else is a bug and propagates).</summary>
+    public static bool IsExpected(Exception e)
+        => e is CryptoTensorsException or IOException or UnauthorizedAccessException or ArgumentException or OperationCanceledException
+            or CliException or Gpu.Devices.Cuda.CudaException;
+
+    public static int ExitCode(Exception e) => e switch
+    {
+        CliException c => c.ExitCode,
+        CryptoTensorsException ce => (int)ce.Kind,
+        _ => CliApp.UsageExitCode,
+    };
+
+    /// <summary>The one-line message of a failure, with the hint a CLI user needs where the library's text lacks it.</summary>
+    public static string Message(Exception e) => OneLine(e switch
+    {
+        KeyException { Code: ErrorCode.MissingMasterKey, Kid: { } kid } k =>
+            $"the file needs the master key with kid '{kid}': give --key FILE (a JWK or JWK Set holding it) or set {EnvKeyProvider.VariableName} [{k.Message}]",
+        KeyException { Code: ErrorCode.MissingVerificationKey, Kid: { } kid } k =>
+            $"the file needs the verification key with kid '{kid}': give --verify-key FILE (a JWK or JWK Set holding it) or set {EnvKeyProvider.VariableName} [{k.Message}]",
+        PolicyDeniedException { InputDocument: not null } p => p.Message + " (--context and --device set the input; --explain shows it)",
+        _ => e.Message,
+    });
 
     public static string OneLine(string s) => s.Replace('\r', ' ').Replace('\n', ' ');
 }

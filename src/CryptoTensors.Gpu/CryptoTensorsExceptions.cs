@@ -33,6 +33,14 @@ public sealed class PolicyDeniedException : CryptoTensorsException
 {
     internal PolicyDeniedException(ErrorCode code, string message, string? tensor, long? chunk, string? field, Exception? inner)
         : base(code, message, tensor, chunk, field, inner) { }
+
+    /// <summary>
+    /// The <c>input</c> document the policy was evaluated against, as compact JSON, when the refusal came from an
+    /// evaluation at open (null for a policy that could not be compiled). It holds the facts of the load (time,
+    /// host, user, device, key ids, file name, the caller's context) and never key material: show it to explain a
+    /// denial.
+    /// </summary>
+    public string? InputDocument { get; internal set; }
 }
 
 /// <summary>No usable key. Category <see cref="ErrorKind.Key"/>.</summary>
@@ -40,6 +48,9 @@ public sealed class KeyException : CryptoTensorsException
 {
     internal KeyException(ErrorCode code, string message, string? tensor, long? chunk, string? field, Exception? inner)
         : base(code, message, tensor, chunk, field, inner) { }
+
+    /// <summary>For a key that no provider had: the key id that was asked for (null when none was).</summary>
+    public string? Kid { get; internal set; }
 }
 
 /// <summary>A data key could not be unwrapped. Category <see cref="ErrorKind.KeyUnwrap"/>.</summary>

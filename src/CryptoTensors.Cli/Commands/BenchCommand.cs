@@ -24,7 +24,7 @@ internal static unsafe class BenchCommand
         var workload = WorkloadOptions.Workload();
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var dir = WorkloadOptions.Dir();
-        var repeat = new Option<int>("--repeat") { Description = "Runs of each load (at least; loads into reused memory run on until 0.25 s have passed, at most 200); the best is reported", DefaultValueFactory = _ => 3 };
+        var repeat = WorkloadOptions.Repeat("Runs of each load (at least; loads into reused memory run on until 0.25 s have passed, at most 200); the best is reported");
         var readPath = WorkloadOptions.ReadPath();
         var device = new Option<string?>("--device") { Description = "cuda:N: measure loads to that GPU instead (pinned-copy limit, plain, encrypted, TorchSharp, ILGPU)" };
         var cmd = new Command("bench", "Measure plain vs encrypted loads of a deterministic workload on this machine.") { workload, json, dir, repeat, readPath, device };

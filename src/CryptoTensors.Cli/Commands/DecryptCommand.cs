@@ -10,16 +10,25 @@ internal static class DecryptCommand
 {
     public static Command Create(CliIO io)
     {
-        var input = new Argument<string>("input") { Description = "CryptoTensors file" };
-        var output = new Option<string>("--output", "-o") { Description = "Plain safetensors output", Required = true };
-        var key = new Option<string?>("--key") { Description = "Master key JWK or JWK Set" };
-        var verifyKey = new Option<string?>("--verify-key") { Description = "Ed25519 public JWK or JWK Set" };
-        var context = new Option<string?>("--context") { Description = "JSON object given to the policy as input.context" };
-        var cmd = new Command("decrypt", "Verify and decrypt into a plain safetensors file (same tensors and user metadata).") { input, output, key, verifyKey, context };
+        var input = new Argument<string>("input") { Description = "CryptoTensors file, or a directory with model.safetensors.index.json (every shard)" };
+        var output = new Option<string>("--output", "-o") { Description = "Plain safetensors output (a directory for a sharded input); refused when it is the input, unless --force", Required = true };
+        var key = new Option<string?>("--key") { Description = "Master key JWK or JWK Set (" + KeyOptions.EnvNote + ")" };
+        var verifyKey = new Option<string?>("--verify-key") { Description = "Ed25519 public JWK or JWK Set (" + KeyOptions.EnvNote + ")" };
+        var force = new Option<bool>("--force") { Description = "Allow the output to be the input (replacing the protected file with plaintext)" };
+        var policyInput = new PolicyInputOptions();
+        var cmd = new Command("decrypt", "Verify and decrypt into a plain safetensors file (same tensors and user metadata); a refused decrypt writes nothing.")
+        {
+            input, output, key, verifyKey, force,
+        };
+        policyInput.AddTo(cmd);
         cmd.SetAction(r => io.Guard(() =>
         {
+            var inPath = r.GetValue(input)!;
             var outPath = r.GetValue(output)!;
-            ShardedInputs.ForEach(r.GetValue(input)!, outPath, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), contextPath: r.GetValue(context)), (reader, target) =>
+            ShardedInputs.RequireInput(inPath);
+            CliOptions.CheckOutput(inPath, outPath, ShardedInputs.IsSharded(inPath), r.GetValue(force));
+            var options = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), context: policyInput.ContextOf(r), device: policyInput.DeviceOf(r));
+            ShardedInputs.ForEach(inPath, outPath, options, (reader, target) =>
             {
                 var meta = reader.Metadata.Concat(reader.ReservedMetadata).Where(kv => !ReservedFields.All.Contains(kv.Key))
                     .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
@@ -31,7 +40,7 @@ internal static class DecryptCommand
             });
             io.Out.WriteLine($"wrote {outPath}");
             return 0;
-        }));
+        }, e => io.Explain(policyInput.Explanation(r, e))));
         return cmd;
     }
 }

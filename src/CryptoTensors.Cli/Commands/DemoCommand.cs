@@ -19,7 +19,7 @@ internal static unsafe class DemoCommand
     {
         var workload = WorkloadOptions.Workload();
         var dir = WorkloadOptions.Dir();
-        var repeat = new Option<int>("--repeat") { Description = "Loads of each file; the best is reported", DefaultValueFactory = _ => 3 };
+        var repeat = WorkloadOptions.Repeat("Loads of each file; the best is reported");
         var readPath = WorkloadOptions.ReadPath();
         var cmd = new Command("demo", "Generate a demo model, encrypt it, load it plain and encrypted, print the comparison.") { workload, dir, repeat, readPath };
         cmd.SetAction(r => io.Guard(() => Run(io, r.GetValue(workload)!, r.GetValue(dir), Math.Max(1, r.GetValue(repeat)), r.GetValue(readPath))));
@@ -40,12 +40,18 @@ internal static unsafe class DemoCommand
             using var signer = SigningKey.Generate(kid: "demo-sign");
             var plain = Path.Combine(dir, workload + ".safetensors");
             var enc = Path.Combine(dir, workload + ".cryptotensors");
+            var meta = new Dictionary<string, string> { ["format"] = "pt" };
+            io.Out.WriteLine($"writing the plain file {plain} ...");
             var sw = Stopwatch.StartNew();
-            CryptoTensorsWriter.Write(plain, tensors, new WriterOptions { Metadata = new Dictionary<string, string> { ["format"] = "pt" } });
+            CliProgress.Run(io, "write " + Path.GetFileName(plain), progress => CryptoTensorsWriter.Write(plain, tensors, new WriterOptions { Metadata = meta }, progress));
             var plainWrite = sw.Elapsed.TotalSeconds;
+            io.Out.WriteLine($"writing the encrypted file {enc} (v2, AES-256-GCM, signed) ...");
             sw.Restart();
-            CryptoTensorsWriter.Write(enc, tensors, new WriterOptions { MasterKey = master, SigningKey = signer, Metadata = new Dictionary<string, string> { ["format"] = "pt" } });
+            CliProgress.Run(io, "write " + Path.GetFileName(enc), progress =>
+                CryptoTensorsWriter.Write(enc, tensors, new WriterOptions { MasterKey = master, SigningKey = signer, Metadata = meta }, progress));
             var encWrite = sw.Elapsed.TotalSeconds;
+            if (dirOption is not null) WriteKeys(io, dir, enc, master, signer);
+            io.Out.WriteLine($"loading each file {repeat} times ...");
 
             // One destination for every load, touched once up front: the comparison is about the loader, not page faults.
             var destination = GC.AllocateUninitializedArray<byte>(checked((int)Math.Max(1, bytes)), pinned: true);
@@ -73,6 +79,23 @@ internal static unsafe class DemoCommand
         {
             if (dirOption is null) Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// With <c>--dir</c> the files stay, so the keys stay beside them (<c>keys/</c>, as <c>keygen</c> writes them,
+    /// private keys mode 0600) and the user can go on with the encrypted file.
+    /// </summary>
+    private static void WriteKeys(CliIO io, string dir, string enc, MasterKey master, SigningKey signer)
+    {
+        var keys = Path.Combine(dir, "keys");
+        Directory.CreateDirectory(keys);
+        const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        string encJwk = Path.Combine(keys, "enc.jwk"), signJwk = Path.Combine(keys, "sign.jwk"), pubJwk = Path.Combine(keys, "sign.pub.jwk");
+        KeygenCommand.WriteText(encJwk, Jwk.Write(master), Private);
+        KeygenCommand.WriteText(signJwk, Jwk.Write(signer), Private);
+        KeygenCommand.WriteText(pubJwk, Jwk.Write(signer.Public), Private | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        io.Out.WriteLine($"keys written to {keys}: enc.jwk (master key), sign.jwk (signing key), sign.pub.jwk; go on with:");
+        io.Out.WriteLine($"  ctensors verify {enc} --key {encJwk} --verify-key {pubJwk}");
     }
 
     private static void Row(CliIO io, string what, double seconds, long bytes)

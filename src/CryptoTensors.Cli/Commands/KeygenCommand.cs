@@ -13,7 +13,7 @@ internal static class KeygenCommand
     {
         var outDir = new Option<string>("--out-dir") { Description = "Directory for enc.jwk, sign.jwk and sign.pub.jwk", Required = true };
         var alg = new Option<string>("--alg") { Description = "Master key algorithm", DefaultValueFactory = _ => "aes256gcm" };
-        alg.AcceptOnlyFromAmong("aes256gcm", "aes128gcm", "chacha20poly1305");
+        alg.OneOf("aes256gcm", "aes128gcm", "chacha20poly1305");
         var kidPrefix = new Option<string?>("--kid-prefix") { Description = "Prefix of the key ids (default: a random one)" };
         var force = new Option<bool>("--force") { Description = "Overwrite existing key files" };
         var cmd = new Command("keygen", "Generate a master key (enc.jwk) and a signing key pair (sign.jwk private, sign.pub.jwk public).")

@@ -23,20 +23,47 @@ internal static class PolicyCommand
     private static Command Eval(CliIO io)
     {
         var policy = new Option<string>("--policy") { Description = "Rego file", Required = true };
-        var input = new Option<string?>("--input") { Description = "JSON file: the input document (default: none, as the reference)" };
-        var cmd = new Command("eval", "Evaluate data.model.allow: prints allow (exit 0), deny (exit 6) or the error (exit 2).") { policy, input };
+        var input = new Option<string?>("--input") { Description = "JSON file: the whole input document (default: none, as the reference; or built from --context/--device)" };
+        var context = new Option<string?>("--context") { Description = "Build the input document a load would see, with this JSON object as input.context" };
+        var device = new Option<string?>("--device") { Description = "Build the input document a load would see, for this device (cpu or cuda:N)" };
+        var file = new Option<string?>("--file") { Description = "With --context/--device: input.file.name of the built document" };
+        var explain = new Option<bool>("--explain") { Description = "Print the input document evaluated (on stderr)" };
+        var cmd = new Command("eval", "Evaluate data.model.allow: prints allow (exit 0), deny (exit 6) or the error (exit 2; an unreadable file: exit 1).")
+        {
+            policy, input, context, device, file, explain,
+        };
         cmd.SetAction(r =>
         {
             try
             {
-                var text = File.ReadAllText(r.GetValue(policy)!);
+                var policyPath = r.GetValue(policy)!;
+                var text = CliOptions.ReadText("--policy", policyPath);
                 JsonElement? doc = null;
                 if (r.GetValue(input) is { } path)
                 {
-                    try { doc = JsonDocument.Parse(File.ReadAllText(path)).RootElement.Clone(); }
-                    catch (JsonException e) { throw new ArgumentException($"--input '{path}' is not JSON: {e.Message}", e); }
+                    if (r.GetValue(context) is not null || r.GetValue(device) is not null || r.GetValue(file) is not null)
+                        throw new ArgumentException("--input gives the whole input document: not with --context, --device or --file");
+                    doc = ReadInputDocument(path);
                 }
-                var decision = PolicyEngine.Compile(text).Evaluate(doc);
+                else if (r.GetValue(context) is not null || r.GetValue(device) is not null || r.GetValue(file) is not null)
+                {
+                    var dev = (r.GetValue(device) ?? PolicyInput.CpuDevice).ToLowerInvariant();
+                    if (dev != PolicyInput.CpuDevice && !(dev.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(dev.AsSpan(5), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _)))
+                        throw new ArgumentException($"--device '{r.GetValue(device)}' is not cpu or cuda:N");
+                    doc = PolicyInput.ForCurrentProcess(r.GetValue(file) ?? "", dev,
+                        context: r.GetValue(context) is { } c ? CliOptions.ReadJsonObject("--context", c) : null).ToJsonElement();
+                }
+                if (r.GetValue(explain)) io.Err.WriteLine("ctensors: policy data.model.allow evaluated with input = " + (doc is { } d ? d.GetRawText() : "(none)"));
+                CompiledPolicy compiled;
+                try
+                {
+                    compiled = PolicyEngine.Compile(text);
+                }
+                catch (CryptoTensorsException e)
+                {
+                    throw new CliException(PolicyErrorExitCode, $"--policy '{policyPath}': {e.Message}", e);
+                }
+                var decision = compiled.Evaluate(doc);
                 switch (decision)
                 {
                     case PolicyDecision.Allow:
@@ -50,6 +77,11 @@ internal static class PolicyCommand
                         return (int)ErrorKind.Policy;
                 }
             }
+            catch (CliException e)
+            {
+                io.Err.WriteLine("ctensors: error: " + CliIO.OneLine(e.Message));
+                return e.ExitCode;
+            }
             catch (CryptoTensorsException e)
             {
                 io.Err.WriteLine("ctensors: error: " + CliIO.OneLine(e.Message));
@@ -62,6 +94,21 @@ internal static class PolicyCommand
             }
         });
         return cmd;
+    }
+
+    /// <summary>The <c>--input</c> document: any JSON value (the reference evaluates without one; OPA takes any value).</summary>
+    private static JsonElement ReadInputDocument(string path)
+    {
+        var text = CliOptions.ReadText("--input", path);
+        try
+        {
+            using var parsed = JsonDocument.Parse(text);
+            return parsed.RootElement.Clone();
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"--input '{path}' is not JSON: {e.Message}", e);
+        }
     }
 
     private static Command Show(CliIO io)

@@ -1,40 +1,45 @@
 using System.CommandLine;
 using CryptoTensors.Gpu.Crypto;
-using CryptoTensors.Gpu.Keys;
-using CryptoTensors.Gpu.Policy;
 using CryptoTensors.Gpu.Writing;
 
 namespace CryptoTensors.Cli.Commands;
 
-/// <summary><c>ctensors rewrap</c>: rotate the master and signing keys, rewriting only the header.</summary>
+/// <summary><c>ctensors rewrap</c>: rotate the master and signing keys (and optionally the policy), rewriting only the header.</summary>
 internal static class RewrapCommand
 {
     public static Command Create(CliIO io)
     {
         var input = new Argument<string>("input") { Description = "CryptoTensors file" };
-        var output = new Option<string>("--output", "-o") { Description = "Output file (may be the input)", Required = true };
-        var key = new Option<string?>("--key") { Description = "Old master key JWK" };
-        var verifyKey = new Option<string?>("--verify-key") { Description = "Old Ed25519 public JWK" };
+        var output = new Option<string>("--output", "-o") { Description = "Output file (may be the input: rotation in place, atomic)", Required = true };
+        var key = new Option<string?>("--key") { Description = "Old master key JWK or JWK Set (" + KeyOptions.EnvNote + ")" };
+        var verifyKey = new Option<string?>("--verify-key") { Description = "Old Ed25519 public JWK or JWK Set (" + KeyOptions.EnvNote + ")" };
         var newKey = new Option<string>("--new-key") { Description = "New master key JWK (same algorithm)", Required = true };
         var newSign = new Option<string>("--new-sign-key") { Description = "New Ed25519 private JWK", Required = true };
-        var policy = new Option<string?>("--policy") { Description = "Replace the local policy with this Rego file" };
-        var cmd = new Command("rewrap", "Re-wrap every data key under a new master key and re-sign (data untouched).") { input, output, key, verifyKey, newKey, newSign, policy };
+        var policy = new Option<string?>("--policy") { Description = "Replace the local policy with this Rego file (a policy that cannot be compiled: exit 2)" };
+        var ignoreOldPolicy = new Option<bool>("--ignore-old-policy")
+        {
+            Description = "Do not evaluate the old policy (the key owner replacing an expired or over-strict one); the signature and every key unwrap are still checked",
+        };
+        var policyInput = new PolicyInputOptions();
+        var cmd = new Command("rewrap", "Re-wrap every data key under a new master key and re-sign (data untouched). The old policy is evaluated, as at any open, unless --ignore-old-policy.")
+        {
+            input, output, key, verifyKey, newKey, newSign, policy, ignoreOldPolicy,
+        };
+        policyInput.AddTo(cmd);
         cmd.SetAction(r => io.Guard(() =>
         {
-            AccessPolicy? accessPolicy = null;
-            if (r.GetValue(policy) is { } p)
-            {
-                var text = File.ReadAllText(p);
-                PolicyGate.Check(text);
-                accessPolicy = new AccessPolicy(text, AccessPolicy.DefaultText);
-            }
-            using var master = Jwk.LoadMasterKey(r.GetValue(newKey)!);
-            using var signer = Jwk.LoadSigningKey(r.GetValue(newSign)!);
+            var inPath = r.GetValue(input)!;
             var outPath = r.GetValue(output)!;
-            Rewrapper.Rewrap(r.GetValue(input)!, outPath, KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey)), master, signer, accessPolicy);
+            if (Directory.Exists(inPath)) throw new IOException($"'{inPath}' is a directory: rewrap takes one file (rotate each shard)");
+            if (Directory.Exists(outPath)) throw new ArgumentException($"-o '{outPath}' is an existing directory; name the output file");
+            AccessPolicy? accessPolicy = r.GetValue(policy) is { } p ? EncryptCommand.LoadPolicy(p) : null;
+            using var master = KeyOptions.MasterKey(r.GetValue(newKey)!, "--new-key");
+            using var signer = KeyOptions.SigningKey(r.GetValue(newSign)!, "--new-sign-key");
+            var oldKeys = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), context: policyInput.ContextOf(r), device: policyInput.DeviceOf(r));
+            Rewrapper.Rewrap(inPath, outPath, oldKeys, master, signer, accessPolicy, evaluateOldPolicy: !r.GetValue(ignoreOldPolicy));
             io.Out.WriteLine($"wrote {outPath}");
             return 0;
-        }));
+        }, e => io.Explain(policyInput.Explanation(r, e))));
         return cmd;
     }
 }

@@ -20,7 +20,7 @@ internal static unsafe class RssProbeCommand
     public static Command Create(CliIO io)
     {
         var mode = new Option<string>("--mode") { Description = "load or encrypt", Required = true };
-        mode.AcceptOnlyFromAmong("load", "encrypt");
+        mode.OneOf("load", "encrypt");
         var input = new Option<string>("--input") { Required = true };
         var output = new Option<string?>("--output");
         var key = new Option<string?>("--key");

@@ -13,6 +13,7 @@ internal static class ShardedInputs
     /// </summary>
     public static void ForEach(string input, string? output, ReaderOptions options, Action<CryptoTensorsReader, string> action)
     {
+        RequireInput(input);
         if (!ShardedModel.IsSharded(input))
         {
             using var reader = CryptoTensorsReader.Open(input, options);
@@ -49,5 +50,33 @@ internal static class ShardedInputs
             if (created && !Directory.EnumerateFileSystemEntries(output).Any()) Directory.Delete(output);
             throw;
         }
+    }
+
+    /// <summary>True when <paramref name="input"/> is a sharded model (a directory with an index, or the index file).</summary>
+    public static bool IsSharded(string input) => ShardedModel.IsSharded(input);
+
+    /// <summary>Refuses a missing input, or a directory that holds no sharded model, naming the cause.</summary>
+    public static void RequireInput(string input)
+    {
+        if (Directory.Exists(input))
+        {
+            if (!ShardedModel.IsSharded(input))
+                throw new IOException($"'{input}' is a directory without {ShardedModel.IndexFileName}: give a .safetensors file or a sharded model directory");
+        }
+        else if (!File.Exists(input)) throw new FileNotFoundException($"'{input}': no such file", input);
+    }
+
+    /// <summary>
+    /// The layout of every file of the input (one, or every shard of a sharded model), read without keys and before
+    /// any work: lets a command refuse an input as a whole (already encrypted, an unknown tensor name) up front.
+    /// </summary>
+    public static IReadOnlyList<FileSummary> Inspect(string input)
+    {
+        RequireInput(input);
+        if (!ShardedModel.IsSharded(input)) return [FileInspector.Inspect(input)];
+        var indexPath = Directory.Exists(input) ? Path.Combine(input, ShardedModel.IndexFileName) : input;
+        var dir = Path.GetDirectoryName(Path.GetFullPath(indexPath))!;
+        var map = ShardedModel.ParseWeightMap(File.ReadAllText(indexPath));
+        return [.. map.Values.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).Select(f => FileInspector.Inspect(Path.Combine(dir, Path.GetFileName(f))))];
     }
 }

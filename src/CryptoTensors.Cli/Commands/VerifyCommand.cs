@@ -17,25 +17,32 @@ internal static class VerifyCommand
     public static Command Create(CliIO io)
     {
         var input = new Argument<string>("input") { Description = "File, sharded model directory, or - for standard input" };
-        var key = new Option<string?>("--key") { Description = "Master key JWK or JWK Set" };
-        var verifyKey = new Option<string?>("--verify-key") { Description = "Ed25519 public JWK or JWK Set" };
-        var context = new Option<string?>("--context") { Description = "JSON object given to the policy as input.context" };
+        var key = new Option<string?>("--key") { Description = "Master key JWK or JWK Set (" + KeyOptions.EnvNote + ")" };
+        var verifyKey = new Option<string?>("--verify-key") { Description = "Ed25519 public JWK or JWK Set (" + KeyOptions.EnvNote + ")" };
         var json = new Option<bool>("--json") { Description = "Print exactly one JSON object on stdout" };
         var requireEncrypted = new Option<bool>("--require-encrypted") { Description = "Refuse plain (unencrypted, unsigned) files" };
-        var cmd = new Command("verify", "Check signature, policy, keys and every tag; decrypt and hash every tensor; write nothing.") { input, key, verifyKey, json, requireEncrypted, context };
+        var policyInput = new PolicyInputOptions();
+        var cmd = new Command("verify", "Check signature, policy, keys and every tag; decrypt and hash every tensor (listed by name); write nothing.")
+        {
+            input, key, verifyKey, json, requireEncrypted,
+        };
+        policyInput.AddTo(cmd);
         cmd.SetAction(r =>
         {
             var asJson = r.GetValue(json);
             return io.Guard(() =>
             {
                 var results = new List<(TensorDescriptor T, string Sha)>();
-                var options = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), r.GetValue(requireEncrypted), r.GetValue(context));
+                var options = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), r.GetValue(requireEncrypted),
+                    policyInput.ContextOf(r), policyInput.DeviceOf(r));
+                var authenticated = true;
                 if (r.GetValue(input) == "-")
                 {
-                    VerifyStream(io.In, options, results);
+                    authenticated = VerifyStream(io.In, options, results);
                 }
                 else ShardedInputs.ForEach(r.GetValue(input)!, null, options, (reader, _) =>
                 {
+                    authenticated &= reader.IsEncrypted;
                     foreach (var t in reader.Tensors)
                     {
                         var bytes = reader.ReadTensor(t.Name);
@@ -43,19 +50,24 @@ internal static class VerifyCommand
                         CryptographicOperations.ZeroMemory(bytes);
                     }
                 });
-                if (asJson) WriteOk(io.Out, results);
+                // One order whatever the input's form (single file, shards, stream): by name, UTF-8 byte order.
+                results.Sort((a, b) => Utf8Order.Instance.Compare(a.T.Name, b.T.Name));
+                if (asJson) WriteOk(io.Out, results, authenticated);
                 else
                 {
                     foreach (var (t, sha) in results)
                         io.Out.WriteLine($"ok {(t.IsEncrypted ? "enc  " : "plain")} {t.Dtype.Name(),-8} {SafetensorsHeader.FormatShape(t.Shape),-20} {sha}  {t.Name}");
-                    io.Out.WriteLine($"verified {results.Count} tensors");
+                    io.Out.WriteLine(authenticated
+                        ? $"verified {results.Count} tensors: signature, policy, keys and every tag checked"
+                        : $"read {results.Count} tensors: a plain file (not encrypted, not signed): NOTHING WAS AUTHENTICATED; the hashes only describe the bytes read");
                 }
                 return 0;
             }, e =>
             {
+                io.Explain(policyInput.Explanation(r, e));
                 if (!asJson) return null;
                 WriteError(io.Out, e);
-                io.Err.WriteLine("ctensors: error: " + CliIO.OneLine(e.Message));
+                io.Err.WriteLine("ctensors: error: " + CliIO.Message(e));
                 return CliIO.ExitCode(e);
             });
         });
@@ -63,7 +75,7 @@ internal static class VerifyCommand
     }
 
     /// <summary>Verifies a non-seekable stream in file order with bounded memory, hashing each tensor incrementally.</summary>
-    private static void VerifyStream(Stream stream, ReaderOptions options, List<(TensorDescriptor T, string Sha)> results)
+    private static bool VerifyStream(Stream stream, ReaderOptions options, List<(TensorDescriptor T, string Sha)> results)
     {
         using var reader = CryptoTensorsStreamReader.OpenAsync(stream, "stdin", options).GetAwaiter().GetResult();
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -73,17 +85,19 @@ internal static class VerifyCommand
             if (offset + data.Length == t.ByteLength) results.Add((t, Convert.ToHexStringLower(hash.GetHashAndReset())));
             return ValueTask.CompletedTask;
         }).GetAwaiter().GetResult();
+        return reader.IsEncrypted;
     }
 
     private static Utf8JsonWriter Writer(Stream s) => new(s, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
 
-    private static void WriteOk(TextWriter o, List<(TensorDescriptor T, string Sha)> results)
+    private static void WriteOk(TextWriter o, List<(TensorDescriptor T, string Sha)> results, bool authenticated)
     {
         using var ms = new MemoryStream();
         using (var w = Writer(ms))
         {
             w.WriteStartObject();
             w.WriteBoolean("ok", true);
+            w.WriteBoolean("authenticated", authenticated);
             w.WriteStartArray("tensors");
             foreach (var (t, sha) in results)
             {
@@ -113,7 +127,7 @@ internal static class VerifyCommand
             w.WriteBoolean("ok", false);
             w.WriteStartObject("error");
             w.WriteString("kind", e is CryptoTensorsException ce ? ce.Kind.ToVectorName() : "io");
-            w.WriteString("message", CliIO.OneLine(e.Message));
+            w.WriteString("message", CliIO.Message(e));
             if (e is CryptoTensorsException { Tensor: { } t }) w.WriteString("tensor", t); else w.WriteNull("tensor");
             w.WriteEndObject();
             w.WriteEndObject();

@@ -70,7 +70,7 @@ public sealed class SafetensorsHeader
             throw Errors.Create(ErrorCode.HeaderTooSmall, $"header too small: the file has {fileLength} bytes, fewer than the 8-byte length prefix");
         var n = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
         if (n > MaxHeaderLength)
-            throw Errors.Create(ErrorCode.HeaderTooLarge, $"header too large: {n} bytes (limit {MaxHeaderLength})");
+            throw Errors.Create(ErrorCode.HeaderTooLarge, $"not a safetensors file: its first 8 bytes give a header length of {n} bytes, above the {MaxHeaderLength}-byte limit");
         if (8 + (long)n > fileLength)
             throw Errors.Create(ErrorCode.InvalidHeaderLength, $"invalid header length: {n} bytes of header but only {fileLength - 8} bytes after the prefix");
         return (long)n;

@@ -110,7 +110,20 @@ public sealed class EnvKeyProvider : JwkKeyProvider
     public override bool Matches(string? jku, string? kid) => true;
 
     /// <inheritdoc />
-    protected override string? LoadJwks(string? jku) => Environment.GetEnvironmentVariable(VariableName);
+    /// <remarks>
+    /// The variable holds the JSON itself, as in the reference. A value that is not JSON is refused saying so; when
+    /// it names an existing file the message says that it is a path (and how to pass the file's content) — any other
+    /// value is never echoed, since it may be key material.
+    /// </remarks>
+    protected override string? LoadJwks(string? jku)
+    {
+        var value = Environment.GetEnvironmentVariable(VariableName);
+        if (value is null || value.AsSpan().TrimStart().StartsWith("{", StringComparison.Ordinal)) return value;
+        var hint = value.Length < 4096 && File.Exists(value.Trim())
+            ? $" it holds the path '{value.Trim()}': set it to the file's content instead ({VariableName}=\"$(cat FILE)\") or pass the file with --key"
+            : " it does not start with '{'";
+        throw Errors.Create(ErrorCode.InvalidKey, $"{VariableName} takes a JWK or JWK Set as JSON;{hint}", field: VariableName);
+    }
 }
 
 /// <summary>

@@ -56,6 +56,8 @@ public sealed class KeyRegistry
         }
         var ask = (kid is null ? "" : $" kid='{kid}'") + (jku is null ? "" : $" jku='{jku}'");
         var why = reasons.Count == 0 ? "" : " (" + string.Join("; ", reasons) + ")";
-        throw Errors.Create(missing, $"no suitable provider found for the {what}{ask}{why}");
+        var error = (KeyException)Errors.Create(missing, $"no suitable provider found for the {what}{ask}{why}");
+        error.Kid = kid;
+        throw error;
     }
 }

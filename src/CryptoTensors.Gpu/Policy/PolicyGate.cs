@@ -11,9 +11,20 @@ public static class PolicyGate
 {
     internal static void EnsureAllowed(AccessPolicy policy, string path, CryptoKeysField keys, ReaderOptions options)
     {
+        if (options.SkipPolicyEvaluation) return;
         var input = PolicyInput.ForCurrentProcess(Path.GetFileName(path), options.Device, options.RequestedTensors,
             keys.Enc.Kid, keys.Sign.Kid, options.PolicyContext, options.PolicyClock);
-        PolicyEngine.Compile(policy.Local, options.PolicyLimits).EnsureAllowed(input.ToJsonElement(), options.PolicyClock);
+        var compiled = PolicyEngine.Compile(policy.Local, options.PolicyLimits);
+        var document = input.ToJsonElement();
+        try
+        {
+            compiled.EnsureAllowed(document, options.PolicyClock);
+        }
+        catch (PolicyDeniedException e)
+        {
+            e.InputDocument = document.GetRawText();
+            throw;
+        }
     }
 
     /// <summary>Checks that a policy is within the supported Rego subset (a denying policy is fine); throws <see cref="PolicyDeniedException"/> with <see cref="ErrorCode.PolicyUnsupported"/> otherwise.</summary>

@@ -106,7 +106,7 @@ public sealed class CryptoTensorsReader : IDisposable
     public static CryptoTensorsReader Open(string path, ReaderOptions? options = null)
     {
         options ??= new ReaderOptions();
-        var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
+        var file = OpenSource(path, FileShare.Read | FileShare.Delete);
         try
         {
             var length = RandomAccess.GetLength(file);
@@ -124,6 +124,17 @@ public sealed class CryptoTensorsReader : IDisposable
             file.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Opens a model file for reading. A directory is refused as such: the OS's own answer ("Access to the path …
+    /// is denied") would name the wrong cause.
+    /// </summary>
+    internal static SafeFileHandle OpenSource(string path, FileShare share)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (Directory.Exists(path)) throw new IOException($"'{path}' is a directory, not a file");
+        return File.OpenHandle(path, FileMode.Open, FileAccess.Read, share);
     }
 
     /// <summary>Reads, bounds-checks and validates the header of an open file (FORMAT.md §1.5), before any tensor access.</summary>
@@ -192,7 +203,7 @@ public sealed class CryptoTensorsReader : IDisposable
             AccessPolicy policy;
             try
             {
-                VerifySignature(header, signatureText, verify, earlySignature);
+                VerifySignature(header, signatureText, verify, earlySignature, KidMismatch("verification key", verify.Kid, keys.Sign.Kid));
                 policy = AccessPolicy.Parse(policyJson);
                 PolicyGate.EnsureAllowed(policy, name, keys, options);
             }
@@ -205,7 +216,7 @@ public sealed class CryptoTensorsReader : IDisposable
 
             var entries = parse is not null ? parse.GetAwaiter().GetResult()
                 : (header.TryGetStoredValue(ReservedFields.Encryption, out var stored) ? earlyEncryption?.TryGetResult(stored) : null) ?? ParseEncryption(header);
-            var (crypto, deks) = UnwrapAll(entries, header, master);
+            var (crypto, deks) = UnwrapAll(entries, header, master, KidMismatch("master key", master.Kid, keys.Enc.Kid));
             return new HeaderCrypto(keys, policy, crypto, deks, master.Algorithm, master.Alg);
         }
         finally
@@ -255,18 +266,27 @@ public sealed class CryptoTensorsReader : IDisposable
         }
     }
 
-    private static void VerifySignature(SafetensorsHeader header, string signatureText, VerificationKey key, SpeculativeSignature? early)
+    /// <summary>
+    /// The clause appended to a signature or unwrap failure when the key used carries another kid than the header
+    /// names (a key given directly is used whatever its kid): the likeliest cause of the failure, said plainly.
+    /// </summary>
+    private static string KidMismatch(string what, string? keyKid, string? headerKid)
+        => keyKid is not null && headerKid is not null && !string.Equals(keyKid, headerKid, StringComparison.Ordinal)
+            ? $" (the {what} used has kid '{keyKid}' but the header names kid '{headerKid}')"
+            : "";
+
+    private static void VerifySignature(SafetensorsHeader header, string signatureText, VerificationKey key, SpeculativeSignature? early, string kidMismatch)
     {
         if (!Base64Strict.TryDecode(signatureText, out var signature) || signature.Length != Ed25519.SignatureSize)
             throw Errors.Create(ErrorCode.InvalidSignatureFormat, "invalid signature format: expected padded standard base64 of 64 bytes", field: ReservedFields.Signature);
         using var message = CanonicalMessage(header);
         var verified = early?.TryGetResult(message.WrittenSpan, signature, key) ?? Ed25519.Verify(key.PublicKey, message.WrittenSpan, signature);
         if (!verified)
-            throw Errors.Create(ErrorCode.SignatureMismatch, "signature verification failed", field: ReservedFields.Signature);
+            throw Errors.Create(ErrorCode.SignatureMismatch, "signature verification failed" + kidMismatch, field: ReservedFields.Signature);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static (Dictionary<string, TensorCrypto>, SecretBuffer) UnwrapAll(Dictionary<string, EncryptionEntry> entries, SafetensorsHeader header, MasterKey master)
+    private static (Dictionary<string, TensorCrypto>, SecretBuffer) UnwrapAll(Dictionary<string, EncryptionEntry> entries, SafetensorsHeader header, MasterKey master, string kidMismatch)
     {
         var keyLen = master.Algorithm.KeySize();
         var deks = new SecretBuffer(Math.Max(1, entries.Count) * keyLen);
@@ -281,7 +301,7 @@ public sealed class CryptoTensorsReader : IDisposable
                     throw Errors.Create(ErrorCode.KeyUnwrapFailed, $"invalid key length: wrapped data key is {e.WrappedKey.Length} bytes, {master.Alg} needs {keyLen}", tensor: name, field: "wrapped_key");
                 var dek = deks.Span.Slice(offset, keyLen);
                 if (!kek.TryDecrypt(e.KeyIv, e.WrappedKey, e.KeyTag, dek))
-                    throw Errors.Create(ErrorCode.KeyUnwrapFailed, "failed to unwrap the data key: authentication failed (wrong master key or tampered key_iv/key_tag/wrapped_key)", tensor: name, field: "wrapped_key");
+                    throw Errors.Create(ErrorCode.KeyUnwrapFailed, "failed to unwrap the data key: authentication failed (wrong master key or tampered key_iv/key_tag/wrapped_key)" + kidMismatch, tensor: name, field: "wrapped_key");
                 // Entries naming no tensor are unwrapped (as the reference does) but not kept.
                 if (header.TryGetTensor(name, out _)) result[name] = new TensorCrypto(e, offset);
                 offset += keyLen;

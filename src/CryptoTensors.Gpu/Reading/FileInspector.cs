@@ -24,7 +24,7 @@ public static class FileInspector
     /// <summary>Parses and validates the container, then the reserved fields (unverified).</summary>
     public static FileSummary Inspect(string path)
     {
-        using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        using var file = CryptoTensorsReader.OpenSource(path, FileShare.Read);
         var length = RandomAccess.GetLength(file);
         var header = CryptoTensorsReader.ReadHeader(file, length);
         var meta = header.Metadata;

@@ -36,6 +36,28 @@ public sealed class ReaderOptions
     /// <summary>The clock of <c>input.time</c> and <c>time.now_ns()</c> (default: the system clock).</summary>
     public TimeProvider? PolicyClock { get; init; }
 
+    /// <summary>
+    /// Set only by <see cref="Writing.Rewrapper"/> when the holder of the old master key rotates without evaluating
+    /// the old policy: the signature and every data-key unwrap are still checked, no tensor is decrypted.
+    /// </summary>
+    internal bool SkipPolicyEvaluation { get; init; }
+
     /// <summary>Bounds on policy size and evaluation (default: <see cref="Policy.PolicyLimits.Default"/>).</summary>
     public Policy.PolicyLimits? PolicyLimits { get; init; }
+
+    /// <summary>A copy of these options with <see cref="SkipPolicyEvaluation"/> set.</summary>
+    internal ReaderOptions WithoutPolicyEvaluation() => new()
+    {
+        MasterKey = MasterKey,
+        VerificationKey = VerificationKey,
+        Keys = Keys,
+        FollowHeaderKeyLocations = FollowHeaderKeyLocations,
+        RequireEncrypted = RequireEncrypted,
+        PolicyContext = PolicyContext,
+        Device = Device,
+        RequestedTensors = RequestedTensors,
+        PolicyClock = PolicyClock,
+        PolicyLimits = PolicyLimits,
+        SkipPolicyEvaluation = true,
+    };
 }

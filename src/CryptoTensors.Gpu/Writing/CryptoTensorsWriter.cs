@@ -49,8 +49,8 @@ public static class CryptoTensorsWriter
         if (encrypting && options.FormatVersion is not (1 or 2))
             throw Errors.Create(ErrorCode.UnsupportedVersion, $"unsupported format version {options.FormatVersion}");
         long? chunkSize = encrypting && options.FormatVersion == 2 ? options.ChunkSize : null;
-        if (chunkSize is <= 0 or > int.MaxValue)
-            throw Errors.Create(ErrorCode.InvalidChunkSize, $"chunk size must be between 1 and {int.MaxValue}, not {chunkSize}");
+        if (chunkSize is <= 0 or > WriterOptions.MaxChunkSize)
+            throw Errors.Create(ErrorCode.InvalidChunkSize, $"chunk size must be between 1 and {WriterOptions.MaxChunkSize} bytes, not {chunkSize}");
 
         var offsets = new List<HeaderTensor>(order.Count);
         ulong offset = 0;

@@ -11,14 +11,31 @@ namespace CryptoTensors.Gpu.Writing;
 /// key. Only the header changes; the data section is copied unchanged. The input is fully opened first
 /// (signature, policy, every unwrap). The new master key must use the same algorithm string as the old one —
 /// the data cannot change algorithm without re-encryption. Atomic: temporary file beside the output, then rename.
+/// <para>
+/// The old policy is evaluated as at any open (the reference does the same), against the input document that the
+/// old keys' <see cref="ReaderOptions"/> describe. The key owner may pass <c>evaluateOldPolicy: false</c>: rotation needs
+/// the old master key for every unwrap, and a policy cannot bind the holder of that key (it could unwrap the data
+/// keys by hand), so skipping it gives nothing away; it lets the owner replace an expired or over-strict policy.
+/// </para>
 /// </summary>
 public static class Rewrapper
 {
     /// <summary>Rewraps <paramref name="input"/> into <paramref name="output"/> (which may be the same path).</summary>
+    /// <param name="input">The encrypted file.</param>
+    /// <param name="output">The rotated file (may be <paramref name="input"/>).</param>
+    /// <param name="oldKeys">The old master and verification keys, and the input the old policy is evaluated against.</param>
+    /// <param name="newMasterKey">The new master key (same algorithm string as the old one).</param>
+    /// <param name="newSigningKey">The new signing key.</param>
+    /// <param name="newPolicy">A policy replacing the old one, or null to keep it.</param>
+    /// <param name="evaluateOldPolicy">False to rotate without evaluating the old policy (see the class remarks).</param>
+    /// <param name="random">Randomness for the new key-wrap nonces (default: the system's).</param>
+    /// <param name="cancellationToken">Cancels the copy of the data section.</param>
     public static void Rewrap(string input, string output, ReaderOptions oldKeys, MasterKey newMasterKey, SigningKey newSigningKey,
-        AccessPolicy? newPolicy = null, IRandomSource? random = null, CancellationToken cancellationToken = default)
+        AccessPolicy? newPolicy = null, bool evaluateOldPolicy = true, IRandomSource? random = null, CancellationToken cancellationToken = default)
     {
         random ??= SystemRandomSource.Instance;
+        ArgumentNullException.ThrowIfNull(oldKeys);
+        if (!evaluateOldPolicy) oldKeys = oldKeys.WithoutPolicyEvaluation();
         using var reader = CryptoTensorsReader.Open(input, oldKeys);
         if (!reader.IsEncrypted)
             throw Errors.Create(ErrorCode.NotEncrypted, "the file is not encrypted, cannot rewrap");

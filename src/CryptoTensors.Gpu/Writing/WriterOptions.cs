@@ -15,7 +15,14 @@ public sealed class WriterOptions
     /// <summary>1 (monolithic) or 2 (chunked, the default).</summary>
     public int FormatVersion { get; init; } = 2;
 
-    /// <summary>v2 chunk size in bytes (default 2 MiB); ignored for v1.</summary>
+    /// <summary>
+    /// The largest v2 chunk size the writer accepts: 256 MiB. Each chunk is encrypted in one call through a staging
+    /// buffer of its size, so the bound keeps a writer's memory bounded; larger chunks give no speed (the default
+    /// 2 MiB already amortises the per-chunk tag). Readers accept any chunk size the format allows.
+    /// </summary>
+    public const long MaxChunkSize = 256L << 20;
+
+    /// <summary>v2 chunk size in bytes (default 2 MiB, 1 to <see cref="MaxChunkSize"/>); ignored for v1.</summary>
     public long ChunkSize { get; init; } = CryptoKeysField.DefaultChunkSize;
 
     /// <summary>Encrypt only these tensors (names that are not tensors are ignored); null = all. If none is selected the file is written plain and unsigned, as the reference does.</summary>

@@ -183,7 +183,8 @@ public class CliTests
         Assert.That(Ctensors("keygen", "--out-dir", tmp.File("k")).Code, Is.Zero);
         File.WriteAllText(tmp.File("p.rego"), "package model\nallow if { http.send({}) }\n");
         var r = Ctensors("encrypt", plain, "-o", tmp.File("e.ct"), "--key", tmp.File("k/enc.jwk"), "--sign-key", tmp.File("k/sign.jwk"), "--policy", tmp.File("p.rego"));
-        Assert.That(r.Code, Is.EqualTo(6), r.Err);
+        Assert.That(r.Code, Is.EqualTo(2), "a policy that cannot be compiled is exit 2, as from policy eval: " + r.Err);
+        Assert.That(r.Err, Does.StartWith("ctensors: error: --policy '" + tmp.File("p.rego") + "': ").And.Contain("http.send"));
         Assert.That(File.Exists(tmp.File("e.ct")), Is.False);
     }
 
