@@ -62,9 +62,7 @@ internal sealed class CliIO(TextWriter stdout, TextWriter stderr, Stream? stdin 
         {
             var custom = onError?.Invoke(e);
             if (custom is { } c) return c;
-            Err.WriteLine("ctensors: error: " + Message(e));
-            if (explained is not null) Err.WriteLine(OneLine(explained));
-            explained = null;
+            WriteError(e);
             return ExitCode(e);
         }
     }
@@ -81,6 +79,14 @@ internal sealed class CliIO(TextWriter stdout, TextWriter stderr, Stream? stdin 
     }
 
     private string? explained;
+
+    /// <summary>Writes the error line of <paramref name="e"/> on standard error, then the explanation set by <see cref="Explain"/>, if any.</summary>
+    public void WriteError(Exception e)
+    {
+        Err.WriteLine("ctensors: error: " + Message(e));
+        if (explained is not null) Err.WriteLine(OneLine(explained));
+        explained = null;
+    }
 
     /// <summary>The failures a command reports as one line and an exit code (anything else is a bug and propagates).</summary>
     public static bool IsExpected(Exception e)

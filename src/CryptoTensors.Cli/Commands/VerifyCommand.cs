@@ -67,7 +67,7 @@ internal static class VerifyCommand
                 io.Explain(policyInput.Explanation(r, e));
                 if (!asJson) return null;
                 WriteError(io.Out, e);
-                io.Err.WriteLine("ctensors: error: " + CliIO.Message(e));
+                io.WriteError(e);
                 return CliIO.ExitCode(e);
             });
         });
