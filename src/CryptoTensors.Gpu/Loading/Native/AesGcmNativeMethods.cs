@@ -5,7 +5,7 @@ namespace CryptoTensors.Gpu.Loading.Native;
 /// <summary>
 /// The binding of <c>libctaesgcm.so</c> (native/include/ctaesgcm.h): AES-GCM on Intel ipsec-mb's VAES/AVX-512 code.
 /// Loaded once from the application directory (where native/Native.targets copies it when ipsec-mb was installed at
-/// build time) and called through raw function pointers, so it needs no DllImport resolver and a missing library,
+/// build time) or the package's <c>runtimes/linux-x64/native/</c> (see <see cref="NativeLibraryLocator"/>) and called through raw function pointers, so it needs no DllImport resolver and a missing library,
 /// a missing <c>libIPSec_MB.so.1</c> or a CPU without VAES only make <see cref="Available"/> false, with the reason
 /// in <see cref="LoadError"/>.
 /// </summary>

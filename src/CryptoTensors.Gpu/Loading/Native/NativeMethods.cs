@@ -5,7 +5,8 @@ namespace CryptoTensors.Gpu.Loading.Native;
 
 /// <summary>
 /// The P/Invoke surface of <c>libctshim.so</c> (native/include/ctshim.h). The library is resolved from the
-/// application directory (where native/Native.targets copies it); <see cref="Available"/> says whether it loaded.
+/// application directory (where native/Native.targets copies it) or the package's <c>runtimes/linux-x64/native/</c>
+/// (see <see cref="NativeLibraryLocator"/>); <see cref="Available"/> says whether it loaded.
 /// </summary>
 internal static unsafe partial class NativeMethods
 {
