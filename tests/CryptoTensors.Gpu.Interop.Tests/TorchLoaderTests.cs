@@ -48,7 +48,42 @@ public class TorchLoaderTests
         if (TorchRuntime.Initialize(out var error)) Assert.Ignore("TorchSharp runs on this machine: nothing to explain");
         Assert.That(error, Is.Not.Null.And.Not.Empty);
         if (TorchRuntime.MissingGlibcxx() is { } g) Assert.That(error, Does.Contain(g));
+        // One line of our own, never TorchSharp's native loader trace.
+        Assert.That(error, Does.Not.Contain("\n").And.Not.Contain("LoadNativeBackend"));
         Assert.Throws<InvalidOperationException>(() => TorchRuntime.EnsureInitialized());
+    }
+
+    [Test]
+    public void AFailedInitializationCopiesNoLibtorchIntoTheOutputFolder()
+    {
+        if (TorchRuntime.Initialize(out _)) Assert.Ignore("TorchSharp runs on this machine: no failed initialization to check");
+        // TorchSharp's static initializer, when it cannot load its native backend, consolidates libtorch from the NuGet
+        // cache into cpu/ (or cuda-*/) beside TorchSharp.dll; TorchRuntime must fail before anything touches it.
+        var torchSharpDir = Path.GetDirectoryName(typeof(torch).Assembly.Location)!;
+        Assert.That(Directory.GetDirectories(torchSharpDir, "cpu").Concat(Directory.GetDirectories(torchSharpDir, "cuda-*")), Is.Empty);
+        Assert.That(Directory.GetFiles(AppContext.BaseDirectory, "libtorch*.so*", SearchOption.AllDirectories), Is.Empty);
+    }
+
+    [Test]
+    public void AFolderWithoutLibtorchIsNamedWithTheMissingLibraries()
+    {
+        using var tmp = new TempDir();
+        var error = TorchRuntime.LoadPrerequisites(tmp.Path, out var cuda);
+        Assert.That(error, Does.Contain($"no libtorch in {tmp.Path}: libc10.so, libtorch_cpu.so, libtorch.so missing"));
+        Assert.That(error, Does.Not.Contain("\n"));
+        Assert.That(cuda, Is.False);
+    }
+
+    [Test]
+    public void ALibtorchThatCannotBeLoadedIsNamedWithTheLoadersOwnError()
+    {
+        using var tmp = new TempDir();
+        foreach (var lib in new[] { "libc10.so", "libtorch_cpu.so", "libtorch.so" })
+            File.WriteAllBytes(tmp.File(lib), new byte[4096]);
+        var error = TorchRuntime.LoadPrerequisites(tmp.Path, out _);
+        // The dynamic loader's text for a file that is no ELF object, after the path of the first library tried.
+        Assert.That(error, Does.Contain($"{tmp.File("libc10.so")} could not be loaded: ").And.Contain("invalid ELF header"));
+        Assert.That(error, Does.Not.Contain("\n"));
     }
 
     [Test]

@@ -1,26 +1,25 @@
 namespace CryptoTensors.Gpu.Tests;
 
-/// <summary>Locations of the repository, the shared vectors and scratch space.</summary>
+/// <summary>Locations of the repository, its test vectors and oracle, and scratch space.</summary>
 internal static class TestPaths
 {
     public static string RepoRoot { get; } = FindRoot();
 
-    public static string SharedDir => Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared"));
-
-    /// <summary>The vector folder: <c>CRYPTOTENSORS_VECTORS</c> when set, else <c>../shared/vectors</c>.</summary>
+    /// <summary>The vector folder: <c>CRYPTOTENSORS_VECTORS</c> when set, else the repository's <c>tests/vectors</c>.</summary>
     public static string VectorsDir
     {
         get
         {
             var env = Environment.GetEnvironmentVariable("CRYPTOTENSORS_VECTORS");
-            var dir = string.IsNullOrEmpty(env) ? Path.Combine(SharedDir, "vectors") : env;
+            var dir = string.IsNullOrEmpty(env) ? Path.Combine(RepoRoot, "tests", "vectors") : env;
             if (!File.Exists(Path.Combine(dir, "index.json")))
-                Assert.Fail($"test vectors not found: no index.json in '{dir}' (set CRYPTOTENSORS_VECTORS or place shared/ beside the repository)");
+                Assert.Fail($"test vectors not found: no index.json in '{dir}' (tests/vectors is part of the repository; CRYPTOTENSORS_VECTORS selects another set)");
             return dir;
         }
     }
 
-    public static string Oracle => Path.Combine(SharedDir, "tools", "ctoracle.py");
+    /// <summary>The independent format oracle, <c>tests/oracle/ctoracle.py</c>.</summary>
+    public static string Oracle => Path.Combine(RepoRoot, "tests", "oracle", "ctoracle.py");
 
     private static string FindRoot()
     {

@@ -4,7 +4,7 @@ using CryptoTensors.Gpu.Crypto;
 namespace CryptoTensors.Gpu.Tests.Crypto;
 
 /// <summary>
-/// Google Wycheproof vectors (shared/vectors/wycheproof) against the AEAD and Ed25519 primitives. Every case that
+/// Google Wycheproof vectors (tests/vectors/wycheproof) against the AEAD and Ed25519 primitives. Every case that
 /// fits the format's parameters (12-byte nonce, 16-byte tag, a key length the algorithm accepts) is its own test.
 /// </summary>
 public class WycheproofTests

@@ -5,7 +5,7 @@ using CryptoTensors.Gpu.Reading;
 
 namespace CryptoTensors.Gpu.Tests.Vectors;
 
-/// <summary>Every vector of ../shared/vectors (or CRYPTOTENSORS_VECTORS) asserts exactly what its expected.json says.</summary>
+/// <summary>Every vector of tests/vectors (or CRYPTOTENSORS_VECTORS) asserts exactly what its expected.json says.</summary>
 public class VectorSuiteTests
 {
     public static IEnumerable<TestCaseData> Vectors()
