@@ -119,7 +119,7 @@ public static class TorchLoader
             {
                 case DeviceType.CPU:
                     ModelLoader.LoadInto(reader, t => new TensorDestination(pointers[t.Name], t.ByteLength),
-                        new LoadOptions { Tensors = names, MaxDegreeOfParallelism = options.MaxDegreeOfParallelism, Progress = options.Progress }, cancellationToken);
+                        new LoadOptions { Tensors = names, MaxDegreeOfParallelism = options.MaxDegreeOfParallelism, Progress = options.Progress, ReadPath = options.ReadPath }, cancellationToken);
                     break;
                 case DeviceType.CUDA:
                     using (var device = CudaDevice.Open(Math.Max(0, group.Key.device_index)))

@@ -15,6 +15,13 @@ public static class TorchRuntime
     /// <summary>The environment variable naming a <c>torch/lib</c> folder.</summary>
     public const string TorchLibVariable = "CRYPTOTENSORS_TORCH_LIB";
 
+    /// <summary>
+    /// The runtime configuration property (runtimeconfig.json <c>configProperties</c>, or an MSBuild
+    /// <c>RuntimeHostConfigurationOption</c>) naming a libtorch folder, looked at after <see cref="TorchLibVariable"/>:
+    /// the repository's programs set it to libtorch-cpu in the NuGet cache (eng/Libtorch.targets).
+    /// </summary>
+    public const string TorchLibConfigName = "CryptoTensors.TorchLib";
+
     // Dependency order: each library's DT_NEEDED entries are loaded before it.
     private static readonly string[] Libraries =
         ["libc10.so", "libtorch_cpu.so", "libc10_cuda.so", "libtorch_cuda.so", "libtorch.so"];
@@ -23,7 +30,8 @@ public static class TorchRuntime
     private static (bool Done, string? Error) _state;
 
     /// <summary>
-    /// Loads libtorch from <paramref name="torchLibDirectory"/> (or <c>CRYPTOTENSORS_TORCH_LIB</c>, or PyTorch's
+    /// Loads libtorch from <paramref name="torchLibDirectory"/> (or <c>CRYPTOTENSORS_TORCH_LIB</c>, or the
+    /// <see cref="TorchLibConfigName"/> runtime configuration property, or PyTorch's
     /// <c>torch/lib</c> found through <c>python3</c>, or a libtorch in the application's folder, when neither is set),
     /// then initialises TorchSharp for CPU and, when available, CUDA. Returns false with the reason, on one line, when
     /// TorchSharp cannot run on this machine; what it checks first (libstdc++ versions, libtorch) is checked before
@@ -47,7 +55,9 @@ public static class TorchRuntime
 
     private static string? TryInitialize(string? dir)
     {
-        dir ??= Environment.GetEnvironmentVariable(TorchLibVariable) is { Length: > 0 } env ? env : FindPyTorchLib() ?? FindBundledLibtorch();
+        dir ??= Environment.GetEnvironmentVariable(TorchLibVariable) is { Length: > 0 } env ? env
+            : AppContext.GetData(TorchLibConfigName) is string { Length: > 0 } configured ? configured
+            : FindPyTorchLib() ?? FindBundledLibtorch();
         // Nothing below touches TorchSharp.torch until its native backend is known to load: torch's static initializer,
         // when it cannot load that backend, prints a long trace and falls back to copying libtorch out of the NuGet cache
         // into the application's folder (hundreds of MB).

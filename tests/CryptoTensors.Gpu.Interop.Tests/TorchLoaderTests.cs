@@ -24,7 +24,7 @@ public class TorchLoaderTests
 
     private static Device Require(string kind)
     {
-        if (!TorchRuntime.Initialize(out var error)) Assert.Ignore("TorchSharp cannot run on this machine: " + error);
+        if (!TorchRuntime.Initialize(out var error)) Assert.Ignore("TorchSharp cannot run on this machine: " + error + " (scripts/torch-run tests/CryptoTensors.Gpu.Interop.Tests runs these tests where only the libstdc++ is too old)");
         if (kind == "cuda" && !cuda.is_available()) Assert.Ignore("needs a CUDA GPU: TorchSharp reports no CUDA device");
         return kind == "cuda" ? CUDA : CPU;
     }
