@@ -146,6 +146,11 @@ public enum ErrorCode
     DestinationSize,
     /// <summary>A view's element type does not have the size of the tensor's dtype.</summary>
     ElementSizeMismatch,
+    /// <summary>
+    /// A tensor that must be authenticated whole (v1 encrypted) is larger than one AEAD call takes (2 GiB), or than the
+    /// streaming reader's buffer (<see cref="Reading.CryptoTensorsStreamReader.MaxWholeTensorBytes"/>).
+    /// </summary>
+    TensorTooLarge,
 }
 
 /// <summary>
@@ -188,7 +193,7 @@ public class CryptoTensorsException : Exception
             or ErrorCode.InvalidJson or ErrorCode.DuplicateKey or ErrorCode.UnknownDtype or ErrorCode.InvalidOffset
             or ErrorCode.ValidationOverflow or ErrorCode.MisalignedSlice or ErrorCode.TensorInvalidInfo
             or ErrorCode.IncompleteBuffer or ErrorCode.NestingTooDeep or ErrorCode.TensorNotFound
-            or ErrorCode.DestinationSize or ErrorCode.ElementSizeMismatch => ErrorKind.Malformed,
+            or ErrorCode.DestinationSize or ErrorCode.ElementSizeMismatch or ErrorCode.TensorTooLarge => ErrorKind.Malformed,
         ErrorCode.InvalidCryptoField or ErrorCode.MissingVersion or ErrorCode.UnsupportedVersion
             or ErrorCode.InvalidChunkSize or ErrorCode.UnsupportedAlgorithm or ErrorCode.StrippedEncryption
             or ErrorCode.NotEncrypted => ErrorKind.CryptoHeader,

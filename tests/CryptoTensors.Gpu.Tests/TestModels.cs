@@ -47,6 +47,10 @@ internal static class TestModels
 
     /// <summary>Rewrites a file's metadata through <paramref name="mutate"/> and re-signs it (a "tampered, re-signed" file).</summary>
     public static void MutateAndResign(string path, SigningKey signer, Action<Dictionary<string, string>> mutate)
+        => MutateAndResign(path, signer, mutate, tensors => tensors);
+
+    /// <summary>Like <see cref="MutateAndResign(string, SigningKey, Action{Dictionary{string, string}})"/>, also rewriting the tensor table (the data section is kept as it is).</summary>
+    public static void MutateAndResign(string path, SigningKey signer, Action<Dictionary<string, string>> mutate, Func<List<HeaderTensor>, List<HeaderTensor>> tensorTable)
     {
         var bytes = File.ReadAllBytes(path);
         var n = (int)BitConverter.ToUInt64(bytes, 0);
@@ -54,7 +58,7 @@ internal static class TestModels
         var meta = header.Metadata!.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
         meta.Remove(ReservedFields.Signature);
         mutate(meta);
-        var tensors = header.Tensors.Select(t => new HeaderTensor(t.Name, t.Dtype, t.Shape, t.Begin, t.End)).ToList();
+        var tensors = tensorTable(header.Tensors.Select(t => new HeaderTensor(t.Name, t.Dtype, t.Shape, t.Begin, t.End)).ToList());
         meta[ReservedFields.Signature] = CryptoPlan.Sign(meta, tensors, signer);
         var newHeader = HeaderSerializer.Pad(HeaderSerializer.Serialize(meta, tensors));
         using var o = File.Create(path);

@@ -50,7 +50,7 @@ internal static unsafe partial class CliOptions
         JsonElement value;
         try
         {
-            using var doc = JsonDocument.Parse(text);
+            using var doc = JsonDocument.Parse(text, new JsonDocumentOptions { MaxDepth = Gpu.Policy.PolicyLimits.MaxDepthLimit });
             value = doc.RootElement.Clone();
         }
         catch (JsonException e)

@@ -102,7 +102,9 @@ internal static class PolicyCommand
         var text = CliOptions.ReadText("--input", path);
         try
         {
-            using var parsed = JsonDocument.Parse(text);
+            // Parsed up to the engine's own ceiling, so a deep document is refused by the policy bound it breaks
+            // (PolicyLimits.MaxInputDepth, named in the message) rather than as "not JSON".
+            using var parsed = JsonDocument.Parse(text, new JsonDocumentOptions { MaxDepth = PolicyLimits.MaxDepthLimit });
             return parsed.RootElement.Clone();
         }
         catch (JsonException e)

@@ -58,9 +58,18 @@ public static class PolicyEngine
         limits.Validate();
         if (regoSource.Length > limits.MaxSourceBytes || Encoding.UTF8.GetByteCount(regoSource) > limits.MaxSourceBytes)
             throw RegoErrors.Unsupported($"the policy source is larger than {limits.MaxSourceBytes} bytes");
-        var module = Parser.Parse(regoSource, limits.MaxNestingDepth);
-        var program = Compiler.Compile(module, limits);
-        return new CompiledPolicy(program, limits);
+        try
+        {
+            var module = Parser.Parse(regoSource, limits.MaxNestingDepth);
+            var program = Compiler.Compile(module, limits);
+            return new CompiledPolicy(program, limits);
+        }
+        catch (Exception e) when (e is not (CryptoTensorsException or OutOfMemoryException))
+        {
+            // Fail closed and typed: whatever a hostile policy provokes in the parser or compiler (a construct a
+            // .NET component refuses, a bound we did not foresee) is a policy error, never a crash of the loader.
+            throw RegoErrors.Unsupported($"the policy could not be compiled: {e.GetType().Name}: {e.Message}");
+        }
     }
 
     /// <summary>Compiles <paramref name="regoSource"/> and evaluates it; returns only when <c>data.model.allow</c> is <c>true</c>.</summary>

@@ -601,7 +601,7 @@ public sealed class CryptoTensorsReader : IDisposable
             if (e.Iv.Length != AeadAlgorithms.NonceSize || e.Tag.Length != AeadAlgorithms.TagSize)
                 throw Errors.Create(ErrorCode.MissingNonceOrTag, $"missing or malformed iv/tag (iv {e.Iv.Length} bytes, tag {e.Tag.Length} bytes)", tensor: name, field: "iv");
             if (length > int.MaxValue)
-                throw Errors.Create(ErrorCode.DestinationSize, "v1 (monolithic) tensors above 2 GiB cannot be decrypted in one AEAD call", tensor: name);
+                throw Errors.Create(ErrorCode.TensorTooLarge, $"v1 (monolithic) tensors above 2 GiB cannot be authenticated in one AEAD call; this one claims {length} bytes", tensor: name);
             return;
         }
         var chunks = ChunkNonce.Count(length, cs);

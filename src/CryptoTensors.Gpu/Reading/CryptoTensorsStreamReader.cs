@@ -78,10 +78,10 @@ public sealed class CryptoTensorsStreamReader : IDisposable
         if (_consumed) throw new InvalidOperationException("the stream has already been read");
         _consumed = true;
         var chunkSize = _crypto.Keys?.ChunkSize;
-        long largestV1 = 0;
-        if (chunkSize is null) foreach (var t in Tensors.Where(t => t.IsEncrypted)) largestV1 = Math.Max(largestV1, t.ByteLength);
-        var bufferSize = (int)Math.Max(Math.Max(chunkSize ?? 0, PlainBlock), largestV1);
-        var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(bufferSize, 1));
+        // Sized by the bytes that arrive, never by what the header claims: a buffer grows (doubling from 1 MiB) only
+        // once the bytes already received fill it, so a short stream whose header claims a 2 GiB chunk or tensor costs
+        // what it sent, and fails as an incomplete stream.
+        var buffer = new GrowingBuffer();
         var total = Tensors.Sum(t => t.ByteLength);
         long done = 0;
         try
@@ -95,8 +95,8 @@ public sealed class CryptoTensorsStreamReader : IDisposable
                     do // an empty tensor still gets its one (empty) piece, as encrypted ones do
                     {
                         var len = (int)Math.Min(PlainBlock, t.ByteLength - o);
-                        await FillAsync(buffer.AsMemory(0, len), t.Name, cancellationToken).ConfigureAwait(false);
-                        await onData(t, o, buffer.AsMemory(0, len)).ConfigureAwait(false);
+                        var block = await FillAsync(buffer, len, t.Name, cancellationToken).ConfigureAwait(false);
+                        await onData(t, o, block).ConfigureAwait(false);
                         o += len;
                     }
                     while (o < t.ByteLength);
@@ -107,8 +107,7 @@ public sealed class CryptoTensorsStreamReader : IDisposable
                     using var cipher = new AeadCipher(_crypto.Algorithm, _crypto.Deks!.Span.Slice(c.DekOffset, _crypto.Algorithm.KeySize()));
                     if (chunkSize is not { } cs)
                     {
-                        var all = buffer.AsMemory(0, (int)t.ByteLength);
-                        await FillAsync(all, t.Name, cancellationToken).ConfigureAwait(false);
+                        var all = await FillAsync(buffer, t.ByteLength, t.Name, cancellationToken).ConfigureAwait(false);
                         CryptoTensorsReader.DecryptWhole(t.Name, cipher, c.Entry, all.Span, all.Span);
                         await onData(t, 0, all).ConfigureAwait(false);
                     }
@@ -117,9 +116,7 @@ public sealed class CryptoTensorsStreamReader : IDisposable
                         var chunks = ChunkNonce.Count(t.ByteLength, cs);
                         for (long i = 0; i < chunks; i++)
                         {
-                            var len = (int)Math.Min(cs, t.ByteLength - i * cs);
-                            var piece = buffer.AsMemory(0, len);
-                            await FillAsync(piece, t.Name, cancellationToken).ConfigureAwait(false);
+                            var piece = await FillAsync(buffer, Math.Min(cs, t.ByteLength - i * cs), t.Name, cancellationToken).ConfigureAwait(false);
                             CryptoTensorsReader.DecryptChunk(t.Name, cipher, c.Entry, piece.Span, piece.Span, i);
                             await onData(t, i * cs, piece).ConfigureAwait(false);
                         }
@@ -128,20 +125,72 @@ public sealed class CryptoTensorsStreamReader : IDisposable
                 done += t.ByteLength;
                 progress?.Report(new TensorProgress(done, total, ti + 1, Tensors.Count));
             }
-            if (await ReadAtMostAsync(_stream, buffer.AsMemory(0, 1), cancellationToken).ConfigureAwait(false) != 0)
+            var probe = new byte[1];
+            if (await ReadAtMostAsync(_stream, probe, cancellationToken).ConfigureAwait(false) != 0)
                 throw Errors.Create(ErrorCode.IncompleteBuffer, "incomplete metadata, file not fully covered: the stream continues after the last tensor");
         }
         finally
         {
-            CryptographicOperations.ZeroMemory(buffer);
-            ArrayPool<byte>.Shared.Return(buffer);
+            buffer.Dispose();
         }
     }
 
-    private async ValueTask FillAsync(Memory<byte> target, string tensor, CancellationToken cancellationToken)
+    /// <summary>
+    /// The largest tensor the streaming reader authenticates whole (an encrypted v1 tensor): the largest .NET array,
+    /// 2,147,483,591 bytes. A larger claim is read up to this bound (so a short stream still fails as incomplete, as the
+    /// path-based reader calls the same file malformed) and then refused with <see cref="ErrorCode.TensorTooLarge"/>.
+    /// </summary>
+    public static long MaxWholeTensorBytes => Array.MaxLength;
+
+    /// <summary>Reads exactly <paramref name="length"/> bytes into <paramref name="buffer"/>, growing it only as they arrive.</summary>
+    private async ValueTask<Memory<byte>> FillAsync(GrowingBuffer buffer, long length, string tensor, CancellationToken cancellationToken)
     {
-        if (await ReadAtMostAsync(_stream, target, cancellationToken).ConfigureAwait(false) != target.Length)
-            throw Errors.Create(ErrorCode.IncompleteBuffer, "incomplete metadata, file not fully covered: the stream ended inside a tensor", tensor: tensor);
+        var have = 0;
+        while (have < length)
+        {
+            if (have == buffer.Length)
+            {
+                if (have >= MaxWholeTensorBytes)
+                    throw Errors.Create(ErrorCode.TensorTooLarge, $"a tensor authenticated whole may hold at most {MaxWholeTensorBytes} bytes; this one claims {length} (read such files from a seekable source)", tensor: tensor);
+                buffer.Grow(have, (int)Math.Min(length, MaxWholeTensorBytes));
+            }
+            var want = (int)Math.Min(length, buffer.Length) - have;
+            var n = await ReadAtMostAsync(_stream, buffer.Array.AsMemory(have, want), cancellationToken).ConfigureAwait(false);
+            have += n;
+            if (n < want)
+                throw Errors.Create(ErrorCode.IncompleteBuffer, "incomplete metadata, file not fully covered: the stream ended inside a tensor", tensor: tensor);
+        }
+        return buffer.Array.AsMemory(0, have);
+    }
+
+    /// <summary>A pooled buffer that grows (keeping its content) and is zeroed whenever it is given back.</summary>
+    private sealed class GrowingBuffer : IDisposable
+    {
+        private const int Initial = 1 << 20;
+
+        public byte[] Array { get; private set; } = [];
+
+        public int Length => Array.Length;
+
+        /// <summary>At least doubles (from 1 MiB) the capacity, up to <paramref name="cap"/>, keeping the first <paramref name="keep"/> bytes.</summary>
+        public void Grow(int keep, int cap)
+        {
+            var size = (int)Math.Min(cap, Math.Max(Initial, Math.Min((long)Array.Length * 2, System.Array.MaxLength)));
+            var next = ArrayPool<byte>.Shared.Rent(Math.Max(size, 1));
+            Array.AsSpan(0, keep).CopyTo(next);
+            Release();
+            Array = next;
+        }
+
+        public void Dispose() => Release();
+
+        private void Release()
+        {
+            if (Array.Length == 0) return;
+            CryptographicOperations.ZeroMemory(Array);
+            ArrayPool<byte>.Shared.Return(Array);
+            Array = [];
+        }
     }
 
     private static async ValueTask<int> ReadAtMostAsync(Stream s, Memory<byte> buffer, CancellationToken cancellationToken)

@@ -60,7 +60,7 @@ internal static class Glob
         var sb = new StringBuilder("^");
         var i = 0;
         Translate(pattern, ref i, delims, sb, 0);
-        if (i < pattern.Length) throw new BuiltinException($"invalid glob '{pattern}': unexpected '{pattern[i]}'");
+        if (i < pattern.Length) throw new BuiltinException($"invalid glob '{Shorten(pattern)}': unexpected '{pattern[i]}'");
         sb.Append('$');
         Regex re;
         try
@@ -69,11 +69,20 @@ internal static class Glob
         }
         catch (ArgumentException e)
         {
-            throw new BuiltinException($"invalid glob '{pattern}': {e.Message}");
+            throw new BuiltinException($"invalid glob '{Shorten(pattern)}': {e.Message}");
+        }
+        catch (NotSupportedException e)
+        {
+            // NonBacktracking refuses patterns whose automaton would be too large (e.g. 2,000 '?' or a 10,000-character
+            // literal): a policy error, like any other invalid pattern, never an unhandled exception.
+            throw new BuiltinException($"glob '{Shorten(pattern)}' ({pattern.Length} characters) is too complex to match in bounded time: {e.Message}");
         }
         if (Cache.Count < MaxCached && key.Length <= 1024) Cache.TryAdd(key, re);
         return re;
     }
+
+    /// <summary>A pattern as quoted in a message: at most 80 characters.</summary>
+    private static string Shorten(string pattern) => pattern.Length <= 80 ? pattern : string.Concat(pattern.AsSpan(0, 77), "...");
 
     private static void Translate(string p, ref int i, string delims, StringBuilder sb, int depth)
     {
