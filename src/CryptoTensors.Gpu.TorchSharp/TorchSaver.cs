@@ -21,9 +21,9 @@ namespace CryptoTensors.Gpu.TorchSharp;
 /// written as their logical values: one contiguous copy of that tensor (on its own device) is made when the writer
 /// reaches it and released as soon as its last byte is written.</para>
 /// <para>The tensors must not be modified (in place, resized or <c>set_</c>) while a save runs, on any thread or CUDA
-/// stream: the file would then hold a mixture of old and new values (still a valid, signed file). Work queued on
-/// another CUDA stream that writes a tensor must be synchronized first; the copies run on the current stream. Their
-/// memory is kept alive for the whole call (each tensor is held through a handle of the saver's own on the same
+/// stream: the file would then hold a mixture of old and new values (still a valid, signed file). Queued CUDA work
+/// that writes a tensor must be finished first (e.g. <c>torch.cuda.synchronize()</c>): the pieces are copied from
+/// the writer's worker threads, on their current (default) streams. Their memory is kept alive for the whole call (each tensor is held through a handle of the saver's own on the same
 /// storage), so a caller that disposes its tensors meanwhile does not free memory that is being read.</para>
 /// </remarks>
 public static class TorchSaver
