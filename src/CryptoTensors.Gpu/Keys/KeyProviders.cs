@@ -201,6 +201,9 @@ public sealed class DirectKeyProvider : IKeyProvider, IDisposable
     /// <inheritdoc />
     public string Name => "DirectKeyProvider";
 
+    /// <summary>The <see cref="MasterKey.Source"/> its keys are reported with (<see cref="KeySources.Direct"/>; a loader of key files may say <see cref="KeySources.File"/>).</summary>
+    internal string SourceName { get; init; } = KeySources.Direct;
+
     /// <inheritdoc />
     public int Priority => KeyProviderPriority.Direct;
 

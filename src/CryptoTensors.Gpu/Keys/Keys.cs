@@ -78,7 +78,7 @@ public static class KeySources
     /// <summary>The source a provider's keys are reported with: one of the constants for the built-in providers, else its name.</summary>
     public static string Of(IKeyProvider provider) => provider switch
     {
-        DirectKeyProvider => Direct,
+        DirectKeyProvider d => d.SourceName,
         FileKeyProvider => File,
         EnvKeyProvider => Env,
         HttpsKeyProvider => Https,

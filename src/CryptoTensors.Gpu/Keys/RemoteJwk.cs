@@ -12,9 +12,14 @@ namespace CryptoTensors.Gpu.Keys;
 /// </summary>
 internal static class RemoteJwk
 {
-    /// <summary>The master keys and public keys of <paramref name="body"/> with kid <paramref name="kid"/>.</summary>
-    /// <exception cref="KeyException"><see cref="ErrorCode.KeyResponseMalformed"/> for anything but a usable JWK or JWK Set.</exception>
-    public static (List<MasterKey> Master, List<VerificationKey> Verify) Parse(ReadOnlyMemory<byte> body, string kid, Func<string, KeyException> malformed)
+    /// <summary>
+    /// The master keys and public keys of <paramref name="body"/> with kid <paramref name="kid"/> (with any kid when
+    /// null; a key without a kid is then refused). A key holding <c>d</c> is refused, or skipped and reported to
+    /// <paramref name="privateKey"/> when that is given (a key server loading its directory).
+    /// </summary>
+    /// <exception cref="KeyException">From <paramref name="malformed"/>, for anything but a usable JWK or JWK Set.</exception>
+    public static (List<MasterKey> Master, List<VerificationKey> Verify) Parse(ReadOnlyMemory<byte> body, string? kid, Func<string, KeyException> malformed,
+        Action<string?>? privateKey = null)
     {
         JsonDocument doc;
         try
@@ -37,9 +42,9 @@ internal static class RemoteJwk
                 if (root.TryGetProperty("keys", out var keys) && !root.TryGetProperty("kty", out _))
                 {
                     if (keys.ValueKind != JsonValueKind.Array) throw malformed("'keys' is not an array");
-                    foreach (var e in keys.EnumerateArray()) One(e, kid, master, verify, malformed);
+                    foreach (var e in keys.EnumerateArray()) One(e, kid, master, verify, malformed, privateKey);
                 }
-                else One(root, kid, master, verify, malformed);
+                else One(root, kid, master, verify, malformed, privateKey);
             }
         }
         catch
@@ -50,12 +55,23 @@ internal static class RemoteJwk
         return (master, verify);
     }
 
-    private static void One(JsonElement e, string kid, List<MasterKey> master, List<VerificationKey> verify, Func<string, KeyException> malformed)
+    private static void One(JsonElement e, string? wanted, List<MasterKey> master, List<VerificationKey> verify, Func<string, KeyException> malformed,
+        Action<string?>? privateKey)
     {
         if (e.ValueKind != JsonValueKind.Object) throw malformed("a key is not a JSON object");
-        if (e.TryGetProperty("d", out _)) throw malformed("the response holds a private signing key ('d'); a key server must never send one");
         var kty = Str(e, "kty", malformed) ?? throw malformed("a key has no 'kty'");
-        if (Str(e, "kid", malformed) != kid) return;
+        var kid = Str(e, "kid", malformed);
+        if (e.TryGetProperty("d", out _))
+        {
+            if (privateKey is null) throw malformed("the response holds a private signing key ('d'); a key server must never send one");
+            privateKey(kid);
+            return;
+        }
+        if (wanted is null ? kid is null : kid != wanted)
+        {
+            if (wanted is null) throw malformed("a key has no 'kid'");
+            return;
+        }
         var alg = Str(e, "alg", malformed);
         if (kty == "oct")
         {
