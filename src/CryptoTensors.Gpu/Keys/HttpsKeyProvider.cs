@@ -419,9 +419,11 @@ public sealed class HttpsKeyProvider : IKeyProvider, IDisposable
         var host = Host(url);
         if (url.Scheme == Uri.UriSchemeHttp && !(_options.AllowInsecureLoopback && HttpsKeyProviderOptions.IsLoopback(host)))
             throw Fail(ErrorCode.KeyHostNotAllowed, url, kid, "plain http is refused (https only; http only to loopback when the caller allows it)");
+        // A *.suffix entry matches host names only: never an IP address (127.0.0.1 is not below *.0.0.1).
+        var isAddress = IPAddress.TryParse(host, out _);
         foreach (var (exact, suffix) in _allowed)
         {
-            if (suffix is null ? host == exact : host.Length > suffix.Length && host.EndsWith(suffix, StringComparison.Ordinal)) return;
+            if (suffix is null ? host == exact : !isAddress && host.Length > suffix.Length && host.EndsWith(suffix, StringComparison.Ordinal)) return;
         }
         throw Fail(ErrorCode.KeyHostNotAllowed, url, kid, $"the host '{host}' is not on the key server allowlist; it was not contacted");
     }

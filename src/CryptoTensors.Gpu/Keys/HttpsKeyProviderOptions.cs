@@ -19,7 +19,7 @@ public sealed class HttpsKeyProviderOptions
     /// <summary>
     /// The only hosts ever contacted: an exact host name or IP address (<c>keys.example.com</c>, <c>127.0.0.1</c>,
     /// <c>::1</c>), or <c>*.suffix</c> for any host below that domain (not the domain itself). Case-insensitive;
-    /// ports are not part of an entry. Empty: nothing is ever contacted.
+    /// ports are not part of an entry; a <c>*.suffix</c> entry never matches an IP address. Empty: nothing is ever contacted.
     /// </summary>
     public IReadOnlyList<string> AllowedHosts { get; init; } = [];
 
