@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Net;
+using System.Runtime.InteropServices;
 using CryptoTensors.Cli.KeyServer;
 
 namespace CryptoTensors.Cli.Commands;
@@ -46,10 +47,19 @@ internal static class KeyServerCommand
                     MaxAgeSeconds = r.GetValue(maxAge),
                     RatePerMinute = r.GetValue(rate),
                 };
-                var host = await KeyServerHost.StartAsync(settings, io.Out, ct).ConfigureAwait(false);
+                // Ctrl-C (SIGINT) and SIGTERM stop the server gracefully: the process is not killed, the wait below ends.
+                using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                void Stop(PosixSignalContext c)
+                {
+                    c.Cancel = true;
+                    stop.Cancel();
+                }
+                using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+                using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+                var host = await KeyServerHost.StartAsync(settings, io.Out, stop.Token).ConfigureAwait(false);
                 try
                 {
-                    await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
+                    await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
