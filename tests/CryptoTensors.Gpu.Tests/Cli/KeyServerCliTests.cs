@@ -90,6 +90,9 @@ public sealed partial class KeyServerCliTests
             Assert.That(Ctensors("keygen", "--out-dir", tmp.File("new"), "--kid-prefix", "n-").Code, Is.Zero);
             var rot = Ctensors(["rewrap", model, "-o", tmp.File("rotated.ct"), "--new-key", tmp.File("new/enc.jwk"), "--new-sign-key", tmp.File("new/sign.jwk"), .. Remote(token)]);
             Assert.That(rot.Code, Is.Zero, rot.Err);
+            var bench = Ctensors(["bench", "--workload", "tiny", "--repeat", "1", "--json", "--dir", tmp.File("bench"), .. Remote(token)]);
+            Assert.That(bench.Code, Is.Zero, bench.Err);
+            Assert.That(bench.Out, Does.Contain("\"key_source\":\"https\"").And.Contain("\"key_fetch_ms\":"));
 
             // The same file with the key given as a file: the policy sees keys.source "file" and denies.
             var local = Ctensors("verify", model, "--key", Path.Combine(keys, "enc.jwk"), "--verify-key", Path.Combine(keys, "sign.pub.jwk"), "--explain");
@@ -135,7 +138,7 @@ public sealed partial class KeyServerCliTests
             var k = Jwk.ReadMasterKey(File.ReadAllText(Path.Combine(keys, "enc.jwk")));
             var secret = Convert.ToBase64String(k.Bytes);
             k.Dispose();
-            foreach (var text in new[] { audit, string.Join("\n", output), stderr.ToString(), ok.Out, refused.Err })
+            foreach (var text in new[] { audit, string.Join("\n", output), stderr.ToString(), ok.Out, refused.Err, bench.Out })
                 Assert.That(text, Does.Not.Contain(secret).And.Not.Contain(Token).And.Not.Contain(secret.TrimEnd('=').Replace('+', '-').Replace('/', '_')));
         }
         finally
