@@ -28,6 +28,7 @@ public static class CliApp
         root.Subcommands.Add(PolicyCommand.Create(io));
         root.Subcommands.Add(DemoCommand.Create(io));
         root.Subcommands.Add(BenchCommand.Create(io));
+        root.Subcommands.Add(KeyServerCommand.Create(io));
         root.Subcommands.Add(RssProbeCommand.Create(io));
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0 && parsed.Action is System.CommandLine.Invocation.ParseErrorAction)
@@ -104,7 +105,7 @@ internal sealed class CliIO(TextWriter stdout, TextWriter stderr, Stream? stdin 
     public static string Message(Exception e) => OneLine(e switch
     {
         KeyException { Code: ErrorCode.MissingMasterKey, Kid: { } kid } k =>
-            $"the file needs the master key with kid '{kid}': give --key FILE (a JWK or JWK Set holding it) or set {EnvKeyProvider.VariableName} [{k.Message}]",
+            $"the file needs the master key with kid '{kid}': give --key FILE (a JWK or JWK Set holding it), --key-url URL (a key server) or set {EnvKeyProvider.VariableName} [{k.Message}]",
         KeyException { Code: ErrorCode.MissingVerificationKey, Kid: { } kid } k =>
             $"the file needs the verification key with kid '{kid}': give --verify-key FILE (a JWK or JWK Set holding it) or set {EnvKeyProvider.VariableName} [{k.Message}]",
         PolicyDeniedException { InputDocument: not null } p => p.Message + " (--context and --device set the input; --explain shows it)",

@@ -151,6 +151,24 @@ public enum ErrorCode
     /// streaming reader's buffer (<see cref="Reading.CryptoTensorsStreamReader.MaxWholeTensorBytes"/>).
     /// </summary>
     TensorTooLarge,
+    /// <summary>A key server's host is not on the allowlist, or its URL is not https (plain http only to loopback, when allowed).</summary>
+    KeyHostNotAllowed,
+    /// <summary>The key server could not be reached (connection refused, no route, name not resolved).</summary>
+    KeyServerUnreachable,
+    /// <summary>The key server did not connect or answer within the timeout.</summary>
+    KeyServerTimeout,
+    /// <summary>The TLS handshake with the key server failed (untrusted or mismatched certificate).</summary>
+    KeyServerTlsFailure,
+    /// <summary>The key server refused the licence (HTTP 401 or 403: unknown, expired or unbound token, kid not licensed).</summary>
+    KeyLicenceRefused,
+    /// <summary>The key server has no key with that kid (HTTP 404).</summary>
+    KeyNotFoundOnServer,
+    /// <summary>The licence was revoked (HTTP 410).</summary>
+    KeyRevoked,
+    /// <summary>The key server's response exceeds the size limit.</summary>
+    KeyResponseTooLarge,
+    /// <summary>The key server's response is not a usable JWK or JWK Set, or has an unexpected status.</summary>
+    KeyResponseMalformed,
 }
 
 /// <summary>
@@ -202,7 +220,10 @@ public class CryptoTensorsException : Exception
         ErrorCode.PolicyDenied or ErrorCode.PolicyUndefined or ErrorCode.PolicyNotBoolean
             or ErrorCode.PolicyUnsupported or ErrorCode.PolicyEvaluationFailed => ErrorKind.Policy,
         ErrorCode.MissingMasterKey or ErrorCode.MissingVerificationKey or ErrorCode.MissingSigningKey
-            or ErrorCode.InvalidKey or ErrorCode.KeyInHeader or ErrorCode.AlgorithmMismatch => ErrorKind.Key,
+            or ErrorCode.InvalidKey or ErrorCode.KeyInHeader or ErrorCode.AlgorithmMismatch
+            or ErrorCode.KeyHostNotAllowed or ErrorCode.KeyServerUnreachable or ErrorCode.KeyServerTimeout
+            or ErrorCode.KeyServerTlsFailure or ErrorCode.KeyLicenceRefused or ErrorCode.KeyNotFoundOnServer
+            or ErrorCode.KeyRevoked or ErrorCode.KeyResponseTooLarge or ErrorCode.KeyResponseMalformed => ErrorKind.Key,
         ErrorCode.KeyUnwrapFailed or ErrorCode.InvalidWrappedKey => ErrorKind.KeyUnwrap,
         ErrorCode.DecryptionFailed or ErrorCode.MissingNonceOrTag or ErrorCode.IvCounterOverflow => ErrorKind.Decrypt,
         _ => throw new ArgumentOutOfRangeException(nameof(code)),

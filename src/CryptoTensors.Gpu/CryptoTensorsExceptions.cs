@@ -51,6 +51,9 @@ public sealed class KeyException : CryptoTensorsException
 
     /// <summary>For a key that no provider had: the key id that was asked for (null when none was).</summary>
     public string? Kid { get; internal set; }
+
+    /// <summary>For a key server's refusal or failure: the host (and port) asked; never the licence token.</summary>
+    public string? Host { get; internal set; }
 }
 
 /// <summary>A data key could not be unwrapped. Category <see cref="ErrorKind.KeyUnwrap"/>.</summary>

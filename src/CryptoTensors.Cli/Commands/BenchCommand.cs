@@ -27,14 +27,48 @@ internal static unsafe class BenchCommand
         var repeat = WorkloadOptions.Repeat("Runs of each load (at least; loads into reused memory run on until 0.25 s have passed, at most 200); the best is reported");
         var readPath = WorkloadOptions.ReadPath();
         var device = new Option<string?>("--device") { Description = "cuda:N: measure loads to that GPU instead (pinned-copy limit, plain, encrypted, TorchSharp, ILGPU)" };
-        var cmd = new Command("bench", "Measure plain vs encrypted loads of a deterministic workload on this machine.") { workload, json, dir, repeat, readPath, device };
-        cmd.SetAction(r => io.Guard(() => r.GetValue(device) is { } d
-            ? DeviceBenchCommand.Run(io, r.GetValue(workload)!, d, r.GetValue(json), r.GetValue(dir), Math.Max(1, r.GetValue(repeat)))
-            : Run(io, r.GetValue(workload)!, r.GetValue(json), r.GetValue(dir), Math.Max(1, r.GetValue(repeat)), r.GetValue(readPath))));
+        var remoteKeys = new RemoteKeyOptions();
+        var cmd = new Command("bench", "Measure plain vs encrypted loads of a deterministic workload on this machine (with --key-url: under the key server's master key, fetched through the provider).")
+        {
+            workload, json, dir, repeat, readPath, device,
+        };
+        remoteKeys.AddTo(cmd);
+        cmd.SetAction(r => io.Guard(() =>
+        {
+            using var remote = remoteKeys.ProviderOf(r);
+            if (r.GetValue(device) is { } d)
+            {
+                if (remote is not null) throw new ArgumentException("--key-url applies to the CPU bench only (not with --device)");
+                return DeviceBenchCommand.Run(io, r.GetValue(workload)!, d, r.GetValue(json), r.GetValue(dir), Math.Max(1, r.GetValue(repeat)));
+            }
+            var first = remoteKeys.FirstUrl(r);
+            if (remote is not null && first is null) throw new ArgumentException("bench takes its master key from the first --key-url; give one");
+            return Run(io, r.GetValue(workload)!, r.GetValue(json), r.GetValue(dir), Math.Max(1, r.GetValue(repeat)), r.GetValue(readPath),
+                remote is null ? null : (remote, first!));
+        }));
         return cmd;
     }
 
-    private static int Run(CliIO io, string workload, bool asJson, string? dirOption, int repeat, ReadPath readPath)
+    /// <summary>
+    /// The first master key the key server at <paramref name="url"/> licenses to this token, and how long the cold
+    /// fetch (kid list and key) and a cached lookup took.
+    /// </summary>
+    private static (MasterKey Key, double FetchMs, double CachedUs) RemoteMasterKey(HttpsKeyProvider remote, Uri url)
+    {
+        var sw = Stopwatch.StartNew();
+        var kids = remote.ListKidsAsync(url).GetAwaiter().GetResult();
+        foreach (var kid in kids)
+        {
+            if (remote.GetMasterKey(null, kid) is not { } key) continue;
+            var fetch = sw.Elapsed.TotalMilliseconds;
+            sw.Restart();
+            remote.GetMasterKey(null, kid)?.Dispose();
+            return (key, fetch, sw.Elapsed.TotalMicroseconds);
+        }
+        throw new CliException((int)Gpu.ErrorKind.Key, $"the key server {url.Authority} licenses no master key to this token (kids: {(kids.Count == 0 ? "none" : string.Join(", ", kids))})");
+    }
+
+    private static int Run(CliIO io, string workload, bool asJson, string? dirOption, int repeat, ReadPath readPath, (HttpsKeyProvider Provider, Uri Url)? remote = null)
     {
         readPath = ReadPaths.Resolve(readPath);
         var dir = dirOption ?? Path.Combine(Path.GetTempPath(), "ctensors-bench-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
@@ -46,7 +80,8 @@ internal static unsafe class BenchCommand
             var bytes = tensors.Sum(t => t.ByteLength);
             var cores = Environment.ProcessorCount;
             log.WriteLine($"workload {workload}: {tensors.Count} tensors, {bytes:N0} bytes; {cores} cores; {readPath}");
-            using var master = MasterKey.Generate(kid: "bench-enc");
+            var fetched = remote is { } rk ? RemoteMasterKey(rk.Provider, rk.Url) : default;
+            using var master = remote is null ? MasterKey.Generate(kid: "bench-enc") : fetched.Key;
             using var signer = SigningKey.Generate("bench-sign");
             var plain = Path.Combine(dir, "plain.safetensors");
             CryptoTensorsWriter.Write(plain, tensors, new WriterOptions());
@@ -56,7 +91,10 @@ internal static unsafe class BenchCommand
             EncryptCopy(plain, v1, new WriterOptions { MasterKey = master, SigningKey = signer, FormatVersion = 1 });
 
             var ceiling = Ceiling(log, cores);
-            var keys = new ReaderOptions { MasterKey = master, VerificationKey = signer.Public, Keys = new KeyRegistry() };
+            // With a key server, every encrypted load looks its master key up through the provider (its cache, as a real loader would).
+            var keys = remote is { } via
+                ? new ReaderOptions { VerificationKey = signer.Public, Keys = new KeyRegistry().Register(via.Provider) }
+                : new ReaderOptions { MasterKey = master, VerificationKey = signer.Public, Keys = new KeyRegistry() };
             var noKeys = new ReaderOptions { Keys = new KeyRegistry() };
             var size = Math.Max(1, bytes);
             // Peak RSS of one encrypted load into fresh memory and of one encrypt, each in a child process doing only that.
@@ -108,7 +146,13 @@ internal static unsafe class BenchCommand
                     ["first_load_per_tensor_us"] = Math.Round(encFirst * 1e6 / Math.Max(1, tensors.Count), 2),
                     ["encrypted_load_runs"] = encRuns,
                     ["encrypt_gbps"] = Gbps(bytes, encrypt),
+                    ["key_source"] = remote is null ? "generated" : KeySources.Https,
                 };
+                if (remote is not null)
+                {
+                    r["key_fetch_ms"] = Math.Round(fetched.FetchMs, 2);
+                    r["key_fetch_cached_us"] = Math.Round(fetched.CachedUs, 1);
+                }
                 if (asJson)
                 {
                     io.Out.WriteLine(JsonSerializer.Serialize(r, new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));

@@ -16,10 +16,12 @@ internal static class DecryptCommand
         var verifyKey = new Option<string?>("--verify-key") { Description = "Ed25519 public JWK or JWK Set (" + KeyOptions.EnvNote + ")" };
         var force = new Option<bool>("--force") { Description = "Allow the output to be the input (replacing the protected file with plaintext)" };
         var policyInput = new PolicyInputOptions();
+        var remoteKeys = new RemoteKeyOptions();
         var cmd = new Command("decrypt", "Verify and decrypt into a plain safetensors file (same tensors and user metadata); a refused decrypt writes nothing.")
         {
             input, output, key, verifyKey, force,
         };
+        remoteKeys.AddTo(cmd);
         policyInput.AddTo(cmd);
         cmd.SetAction(r => io.Guard(() =>
         {
@@ -27,7 +29,9 @@ internal static class DecryptCommand
             var outPath = r.GetValue(output)!;
             ShardedInputs.RequireInput(inPath);
             CliOptions.CheckOutput(inPath, outPath, ShardedInputs.IsSharded(inPath), r.GetValue(force));
-            var options = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), context: policyInput.ContextOf(r), device: policyInput.DeviceOf(r));
+            using var remote = remoteKeys.ProviderOf(r);
+            var options = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), context: policyInput.ContextOf(r), device: policyInput.DeviceOf(r),
+                remote: remote, followHeaderKeyLocations: remoteKeys.FollowsHeaderLocations(r));
             ShardedInputs.ForEach(inPath, outPath, options, (reader, target) =>
             {
                 var meta = reader.Metadata.Concat(reader.ReservedMetadata).Where(kv => !ReservedFields.All.Contains(kv.Key))

@@ -43,10 +43,15 @@ internal static class KeyOptions
     /// through a registry so the header's kid selects the key; keys not given come from the environment. The policy
     /// input (<c>input.context</c>, <c>input.device</c>) comes from <paramref name="context"/> and <paramref name="device"/>.
     /// </summary>
+    /// <remarks>
+    /// A key server (<paramref name="remote"/>, from <see cref="RemoteKeyOptions"/>) is asked for what the files do not
+    /// give, before the environment; header key locations are followed only when <paramref name="followHeaderKeyLocations"/>.
+    /// </remarks>
     public static ReaderOptions ReaderOptions(string? keyPath, string? verifyKeyPath, bool requireEncrypted = false,
-        JsonElement? context = null, string device = Gpu.Policy.PolicyInput.CpuDevice, string keyOption = "--key", string verifyOption = "--verify-key")
+        JsonElement? context = null, string device = Gpu.Policy.PolicyInput.CpuDevice, string keyOption = "--key", string verifyOption = "--verify-key",
+        IKeyProvider? remote = null, bool followHeaderKeyLocations = false)
     {
-        var direct = new DirectKeyProvider();
+        var direct = new DirectKeyProvider { SourceName = KeySources.File };
         MasterKey? master = null;
         VerificationKey? verify = null;
         if (keyPath is not null)
@@ -54,7 +59,11 @@ internal static class KeyOptions
             var entries = Entries(keyOption, keyPath);
             var oct = entries.Where(e => e.IsOct).ToList();
             if (oct.Count == 0) throw Wrong(keyOption, keyPath, "holds no master key (a JWK with kty 'oct')", entries);
-            if (oct.Count == 1) master = Convert(keyOption, keyPath, () => Jwk.ToMasterKey(oct[0]));
+            if (oct.Count == 1)
+            {
+                master = Convert(keyOption, keyPath, () => Jwk.ToMasterKey(oct[0]));
+                master.Source = KeySources.File;
+            }
             else Convert(keyOption, keyPath, () => direct.AddJwks(Jwk.ReadFile(keyPath)));
         }
         if (verifyKeyPath is not null)
@@ -66,10 +75,11 @@ internal static class KeyOptions
             else foreach (var e in okp) direct.Add(Convert(verifyOption, verifyKeyPath, () => Jwk.ToVerificationKey(e)));
         }
         var registry = new KeyRegistry().Register(direct).Register(new EnvKeyProvider());
+        if (remote is not null) registry.Register(remote);
         return new ReaderOptions
         {
             MasterKey = master, VerificationKey = verify, Keys = registry, RequireEncrypted = requireEncrypted,
-            PolicyContext = context, Device = device,
+            PolicyContext = context, Device = device, FollowHeaderKeyLocations = followHeaderKeyLocations,
         };
     }
 

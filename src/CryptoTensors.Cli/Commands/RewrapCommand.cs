@@ -21,10 +21,12 @@ internal static class RewrapCommand
             Description = "Do not evaluate the old policy (the key owner replacing an expired or over-strict one); the signature and every key unwrap are still checked",
         };
         var policyInput = new PolicyInputOptions();
+        var remoteKeys = new RemoteKeyOptions();
         var cmd = new Command("rewrap", "Re-wrap every data key under a new master key and re-sign (data untouched). The old policy is evaluated, as at any open, unless --ignore-old-policy.")
         {
             input, output, key, verifyKey, newKey, newSign, policy, ignoreOldPolicy,
         };
+        remoteKeys.AddTo(cmd);
         policyInput.AddTo(cmd);
         cmd.SetAction(r => io.Guard(() =>
         {
@@ -35,7 +37,9 @@ internal static class RewrapCommand
             AccessPolicy? accessPolicy = r.GetValue(policy) is { } p ? EncryptCommand.LoadPolicy(p) : null;
             using var master = KeyOptions.MasterKey(r.GetValue(newKey)!, "--new-key");
             using var signer = KeyOptions.SigningKey(r.GetValue(newSign)!, "--new-sign-key");
-            var oldKeys = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), context: policyInput.ContextOf(r), device: policyInput.DeviceOf(r));
+            using var remote = remoteKeys.ProviderOf(r);
+            var oldKeys = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), context: policyInput.ContextOf(r), device: policyInput.DeviceOf(r),
+                remote: remote, followHeaderKeyLocations: remoteKeys.FollowsHeaderLocations(r));
             Rewrapper.Rewrap(inPath, outPath, oldKeys, master, signer, accessPolicy, evaluateOldPolicy: !r.GetValue(ignoreOldPolicy));
             io.Out.WriteLine($"wrote {outPath}");
             return 0;

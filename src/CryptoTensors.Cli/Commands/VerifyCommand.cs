@@ -22,10 +22,12 @@ internal static class VerifyCommand
         var json = new Option<bool>("--json") { Description = "Print exactly one JSON object on stdout" };
         var requireEncrypted = new Option<bool>("--require-encrypted") { Description = "Refuse plain (unencrypted, unsigned) files" };
         var policyInput = new PolicyInputOptions();
+        var remoteKeys = new RemoteKeyOptions();
         var cmd = new Command("verify", "Check signature, policy, keys and every tag; decrypt and hash every tensor (listed by name); write nothing.")
         {
             input, key, verifyKey, json, requireEncrypted,
         };
+        remoteKeys.AddTo(cmd);
         policyInput.AddTo(cmd);
         cmd.SetAction(r =>
         {
@@ -33,8 +35,9 @@ internal static class VerifyCommand
             return io.Guard(() =>
             {
                 var results = new List<(TensorDescriptor T, string Sha)>();
+                using var remote = remoteKeys.ProviderOf(r);
                 var options = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), r.GetValue(requireEncrypted),
-                    policyInput.ContextOf(r), policyInput.DeviceOf(r));
+                    policyInput.ContextOf(r), policyInput.DeviceOf(r), remote: remote, followHeaderKeyLocations: remoteKeys.FollowsHeaderLocations(r));
                 var authenticated = true;
                 if (r.GetValue(input) == "-")
                 {

@@ -9,7 +9,7 @@ public interface IKeyProvider
     /// <summary>Unique name; registering a provider replaces one of the same name.</summary>
     string Name { get; }
 
-    /// <summary>Higher is tried first (direct 100, native 50, file 10, env 0).</summary>
+    /// <summary>Higher is tried first (direct 100, native 50, https 20, file 10, env 0).</summary>
     int Priority { get; }
 
     /// <summary>Whether the provider can answer at all (e.g. its environment variable is set).</summary>
@@ -35,6 +35,8 @@ public static class KeyProviderPriority
     public const int Direct = 100;
     /// <summary>Native / plug-in providers.</summary>
     public const int Native = 50;
+    /// <summary>Key servers (<see cref="HttpsKeyProvider"/>): after keys given in process, before files and the environment.</summary>
+    public const int Https = 20;
     /// <summary>JWK files.</summary>
     public const int File = 10;
     /// <summary>The <c>CRYPTOTENSOR_KEYS</c> environment variable.</summary>
@@ -198,6 +200,9 @@ public sealed class DirectKeyProvider : IKeyProvider, IDisposable
 
     /// <inheritdoc />
     public string Name => "DirectKeyProvider";
+
+    /// <summary>The <see cref="MasterKey.Source"/> its keys are reported with (<see cref="KeySources.Direct"/>; a loader of key files may say <see cref="KeySources.File"/>).</summary>
+    internal string SourceName { get; init; } = KeySources.Direct;
 
     /// <inheritdoc />
     public int Priority => KeyProviderPriority.Direct;

@@ -28,8 +28,14 @@ public sealed class KeyRegistry
     public bool Remove(string name) => _providers.RemoveAll(p => p.Name == name) > 0;
 
     /// <summary>Looks up the master key.</summary>
+    /// <remarks>The key's <see cref="MasterKey.Source"/> names the provider that answered, when that provider did not set it.</remarks>
     public MasterKey GetMasterKey(string? jku, string? kid)
-        => Find(jku, kid, static (p, j, k) => p.GetMasterKey(j, k), ErrorCode.MissingMasterKey, "master key");
+        => Find(jku, kid, static (p, j, k) =>
+        {
+            var key = p.GetMasterKey(j, k);
+            if (key is not null) key.Source ??= KeySources.Of(p);
+            return key;
+        }, ErrorCode.MissingMasterKey, "master key");
 
     /// <summary>Looks up the verification key.</summary>
     public VerificationKey GetVerificationKey(string? jku, string? kid)
@@ -39,9 +45,15 @@ public sealed class KeyRegistry
     public SigningKey GetSigningKey(string? jku, string? kid)
         => Find(jku, kid, static (p, j, k) => p.GetSigningKey(j, k), ErrorCode.MissingSigningKey, "signing key");
 
+    /// <remarks>
+    /// When no provider supplies the key and a key server refused or failed (a <see cref="KeyException"/> naming a
+    /// <see cref="KeyException.Host"/>), that error's code is raised (licence refused, revoked, unreachable…) rather
+    /// than a plain "missing key", with every provider's reason in the message.
+    /// </remarks>
     private T Find<T>(string? jku, string? kid, Func<IKeyProvider, string?, string?, T?> get, ErrorCode missing, string what) where T : class
     {
         var reasons = new List<string>();
+        KeyException? remote = null;
         foreach (var p in _providers)
         {
             if (!p.IsReady || !p.Matches(jku, kid)) continue;
@@ -52,7 +64,16 @@ public sealed class KeyRegistry
             catch (CryptoTensorsException e)
             {
                 reasons.Add($"{p.Name}: {e.Message}");
+                if (remote is null && e is KeyException { Host: not null } k) remote = k;
             }
+        }
+        if (remote is not null)
+        {
+            var others = reasons.Count == 1 ? "" : " (" + string.Join("; ", reasons) + ")";
+            var refused = (KeyException)Errors.Create(remote.Code, remote.Message + others, inner: remote);
+            refused.Kid = kid;
+            refused.Host = remote.Host;
+            throw refused;
         }
         var ask = (kid is null ? "" : $" kid='{kid}'") + (jku is null ? "" : $" jku='{jku}'");
         var why = reasons.Count == 0 ? "" : " (" + string.Join("; ", reasons) + ")";

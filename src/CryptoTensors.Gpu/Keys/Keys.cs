@@ -36,6 +36,13 @@ public sealed class MasterKey : IDisposable
     /// <summary>Key location (JWK Set URL), if any.</summary>
     public string? Jku { get; }
 
+    /// <summary>
+    /// Where the key came from (<see cref="KeySources"/>: <c>file</c>, <c>env</c>, <c>direct</c>, <c>https</c>, or a
+    /// custom provider's name), as the access policy sees it in <c>input.keys.source</c>. Set by the registry from the
+    /// provider that answered; null for a key the caller built (a reader then reports <c>direct</c>).
+    /// </summary>
+    public string? Source { get; internal set; }
+
     internal ReadOnlySpan<byte> Bytes => _key.Span;
 
     /// <summary>Generates a random key.</summary>
@@ -47,13 +54,36 @@ public sealed class MasterKey : IDisposable
         => new(SecretBuffer.CopyOf(key), algorithm, alg ?? algorithm.CanonicalName(), kid, jku);
 
     /// <summary>A copy of this key with another kid/jku (for header descriptors).</summary>
-    internal MasterKey WithBytesCopy() => new(SecretBuffer.CopyOf(Bytes), Algorithm, Alg, Kid, Jku);
+    internal MasterKey WithBytesCopy() => new(SecretBuffer.CopyOf(Bytes), Algorithm, Alg, Kid, Jku) { Source = Source };
 
     /// <inheritdoc />
     public void Dispose() => _key.Dispose();
 
     /// <inheritdoc />
     public override string ToString() => $"MasterKey({Alg}{(Kid is null ? "" : ", kid=" + Kid)})";
+}
+
+/// <summary>The values of <see cref="MasterKey.Source"/> (<c>input.keys.source</c> of the access policy).</summary>
+public static class KeySources
+{
+    /// <summary>A JWK file (<see cref="FileKeyProvider"/>, or a key file given on the command line).</summary>
+    public const string File = "file";
+    /// <summary>The <c>CRYPTOTENSOR_KEYS</c> environment variable (<see cref="EnvKeyProvider"/>).</summary>
+    public const string Env = "env";
+    /// <summary>A key the caller gave directly (<see cref="DirectKeyProvider"/> or <c>ReaderOptions.MasterKey</c>).</summary>
+    public const string Direct = "direct";
+    /// <summary>A key server (<see cref="HttpsKeyProvider"/>).</summary>
+    public const string Https = "https";
+
+    /// <summary>The source a provider's keys are reported with: one of the constants for the built-in providers, else its name.</summary>
+    public static string Of(IKeyProvider provider) => provider switch
+    {
+        DirectKeyProvider d => d.SourceName,
+        FileKeyProvider => File,
+        EnvKeyProvider => Env,
+        HttpsKeyProvider => Https,
+        _ => provider.Name,
+    };
 }
 
 /// <summary>An Ed25519 public key (JWK <c>kty: okp</c> with <c>x</c>).</summary>

@@ -37,6 +37,15 @@ internal sealed class SecretBuffer : IDisposable
         }
     }
 
+    public Memory<byte> Memory
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _bytes;
+        }
+    }
+
     public void Dispose()
     {
         CryptographicOperations.ZeroMemory(_bytes);

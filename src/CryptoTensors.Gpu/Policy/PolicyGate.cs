@@ -9,11 +9,11 @@ namespace CryptoTensors.Gpu.Policy;
 /// </summary>
 public static class PolicyGate
 {
-    internal static void EnsureAllowed(AccessPolicy policy, string path, CryptoKeysField keys, ReaderOptions options)
+    internal static void EnsureAllowed(AccessPolicy policy, string path, CryptoKeysField keys, ReaderOptions options, string? keySource = null)
     {
         if (options.SkipPolicyEvaluation) return;
         var input = PolicyInput.ForCurrentProcess(Path.GetFileName(path), options.Device, options.RequestedTensors,
-            keys.Enc.Kid, keys.Sign.Kid, options.PolicyContext, options.PolicyClock);
+            keys.Enc.Kid, keys.Sign.Kid, options.PolicyContext, options.PolicyClock, keySource);
         var compiled = PolicyEngine.Compile(policy.Local, options.PolicyLimits);
         var document = input.ToJsonElement();
         try

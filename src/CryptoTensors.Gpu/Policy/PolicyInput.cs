@@ -16,7 +16,7 @@ namespace CryptoTensors.Gpu.Policy;
 ///   "host": { "name": "..." }, "user": { "name": "..." }, "process": { "name": "..." },
 ///   "device": "cpu" | "cuda:0",
 ///   "tensors": [ "name", ... ],               // only when the requested tensors are known
-///   "keys": { "enc_kid": "...", "sign_kid": "..." },
+///   "keys": { "enc_kid": "...", "sign_kid": "...", "source": "file" | "env" | "direct" | "https" },
 ///   "library": { "version": "..." },
 ///   "file": { "name": "..." },
 ///   "context": { ... }                        // caller-supplied JSON object
@@ -54,6 +54,12 @@ public sealed class PolicyInput
     /// <summary><c>input.keys.sign_kid</c>: the key id of the signature verification key.</summary>
     public string? SignKid { get; init; }
 
+    /// <summary>
+    /// <c>input.keys.source</c>: where the master key actually used came from (<see cref="Keys.KeySources"/>:
+    /// <c>file</c>, <c>env</c>, <c>direct</c>, <c>https</c>, or a custom provider's name).
+    /// </summary>
+    public string? KeySource { get; init; }
+
     /// <summary><c>input.library.version</c>.</summary>
     public string? LibraryVersion { get; init; }
 
@@ -88,8 +94,9 @@ public sealed class PolicyInput
     /// <param name="signKid">The verification key id, if known.</param>
     /// <param name="context">A caller-supplied JSON object.</param>
     /// <param name="timeProvider">The clock; <see cref="TimeProvider.System"/> when null.</param>
+    /// <param name="keySource">Where the master key came from (<c>input.keys.source</c>), if known.</param>
     public static PolicyInput ForCurrentProcess(string fileName, string? device = null, IReadOnlyList<string>? tensors = null,
-        string? encKid = null, string? signKid = null, JsonElement? context = null, TimeProvider? timeProvider = null)
+        string? encKid = null, string? signKid = null, JsonElement? context = null, TimeProvider? timeProvider = null, string? keySource = null)
     {
         ArgumentNullException.ThrowIfNull(fileName);
         return new PolicyInput
@@ -102,6 +109,7 @@ public sealed class PolicyInput
             Tensors = tensors,
             EncKid = encKid,
             SignKid = signKid,
+            KeySource = keySource,
             LibraryVersion = CurrentLibraryVersion,
             FileName = fileName,
             Context = context,
@@ -141,11 +149,12 @@ public sealed class PolicyInput
                 foreach (var t in Tensors) w.WriteStringValue(t);
                 w.WriteEndArray();
             }
-            if (EncKid is not null || SignKid is not null)
+            if (EncKid is not null || SignKid is not null || KeySource is not null)
             {
                 w.WriteStartObject("keys");
                 if (EncKid is not null) w.WriteString("enc_kid", EncKid);
                 if (SignKid is not null) w.WriteString("sign_kid", SignKid);
+                if (KeySource is not null) w.WriteString("source", KeySource);
                 w.WriteEndObject();
             }
             WriteNamed(w, "library", "version", LibraryVersion);

@@ -205,7 +205,7 @@ public sealed class CryptoTensorsReader : IDisposable
             {
                 VerifySignature(header, signatureText, verify, earlySignature, KidMismatch("verification key", verify.Kid, keys.Sign.Kid));
                 policy = AccessPolicy.Parse(policyJson);
-                PolicyGate.EnsureAllowed(policy, name, keys, options);
+                PolicyGate.EnsureAllowed(policy, name, keys, options, master.Source ?? KeySources.Direct);
             }
             catch
             {

@@ -513,7 +513,7 @@ public sealed partial class CliOwnerTests
             if (m.Success) synopsis[current = m.Groups[1].Value] = [];
             foreach (Match o in Regex.Matches(line, @"(?<![\w-])--[a-z][a-z0-9-]*")) synopsis[current!].Add(o.Value);
         }
-        Assert.That(synopsis.Keys, Is.EquivalentTo(new[] { "keygen", "encrypt", "inspect", "verify", "decrypt", "rewrap", "policy eval", "policy show", "demo", "bench" }));
+        Assert.That(synopsis.Keys, Is.EquivalentTo(new[] { "keygen", "encrypt", "inspect", "verify", "decrypt", "rewrap", "policy eval", "policy show", "demo", "bench", "keyserver" }));
         foreach (var (command, options) in synopsis)
         {
             var help = Ctensors([.. command.Split(' '), "--help"]);
