@@ -47,7 +47,7 @@ public sealed class Conv1D : nn.Module<Tensor, Tensor>
         if (lora is not null)
         {
             // A: uniform in ±1/sqrt(in) from a seeded generator (deterministic); B: zeros, so a fresh adapter changes nothing.
-            var rng = new Random(HashCode.Combine(lora.Seed, loraSalt));
+            var rng = new Random(unchecked(lora.Seed * 1_000_003 + loraSalt));      // not HashCode.Combine: randomized per process
             var bound = 1.0 / Math.Sqrt(inFeatures);
             var a = new float[inFeatures * lora.Rank];
             for (var i = 0; i < a.Length; i++) a[i] = (float)((rng.NextDouble() * 2 - 1) * bound);

@@ -109,6 +109,33 @@ public class Gpt2ExampleTests
     }
 
     [Test]
+    public void FreshAdaptersAreTheSameInEveryModuleAndChangeNothing()
+    {
+        Require("cpu");
+        using var a = new Gpt2Model(SmallConfig, new LoraConfig(Rank: 4));
+        using var b = new Gpt2Model(SmallConfig, new LoraConfig(Rank: 4));
+        using var other = new Gpt2Model(SmallConfig, new LoraConfig(Rank: 4, Seed: 99));
+        foreach (var (name, p) in a.Adapters())
+        {
+            using var host = p.detach().cpu();
+            var bytes = host.bytes.ToArray();
+            using (var q = b.Adapters()[name].detach().cpu())
+                Assert.That(q.bytes.ToArray(), Is.EqualTo(bytes), name + " (a seeded initialisation, the same in every process)");
+            var values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray();
+            if (name.EndsWith("lora_B", StringComparison.Ordinal))
+            {
+                Assert.That(values, Is.All.EqualTo(0f), name);
+                continue;
+            }
+            var bound = 1.0 / Math.Sqrt(SmallConfig.Embd);
+            Assert.That(values.Max(Math.Abs), Is.LessThanOrEqualTo(bound).And.GreaterThan(0.5 * bound), name);
+            using var r = other.Adapters()[name].detach().cpu();
+            Assert.That(r.bytes.ToArray(), Is.Not.EqualTo(bytes), name + " with another seed");
+        }
+        Assert.That(a.Adapters()["h.0.attn.c_attn.lora_A"].data<float>()[0].ToString(), Is.Not.EqualTo(a.Adapters()["h.1.attn.c_attn.lora_A"].data<float>()[0].ToString()), "each projection has its own A");
+    }
+
+    [Test]
     public void TheModuleComputesWhatAnIndependentReferenceComputes()
     {
         Require("cpu");
