@@ -207,9 +207,10 @@ try
         return problems.Count == 0 ? 0 : 2;
     }
 }
-catch (CryptoTensorsException e)
+catch (Exception e) when (e is CryptoTensorsException or ArgumentException or IOException or InvalidOperationException or UnauthorizedAccessException)
 {
-    Console.Error.WriteLine($"FineTune: {e.Message}");
+    // A file that cannot be opened, read, decrypted or loaded into the module (names, shapes): the reason on one line.
+    Console.Error.WriteLine($"FineTune: {e.GetType().Name}: {e.Message}");
     return 4;
 }
 finally
