@@ -52,7 +52,8 @@ internal static unsafe class CudaNativeMethods
         public delegate* unmanaged<nint, nint, int> cuEventRecord;
         public delegate* unmanaged<nint, int> cuEventSynchronize;
         public delegate* unmanaged<nint, int> cuEventQuery;
-        public delegate* unmanaged<nint, nint, float*, int> cuEventElapsedTime;
+        /// <summary><c>cuEventElapsedTime(float* pMilliseconds, CUevent hStart, CUevent hEnd)</c>: the result comes first.</summary>
+        public delegate* unmanaged<float*, nint, nint, int> cuEventElapsedTime;
         public delegate* unmanaged<ulong*, nuint, int> cuMemAlloc;
         public delegate* unmanaged<ulong, int> cuMemFree;
         public delegate* unmanaged<ulong, void*, nuint, nint, int> cuMemcpyHtoDAsync;
@@ -113,7 +114,7 @@ internal static unsafe class CudaNativeMethods
             cuEventRecord = (delegate* unmanaged<nint, nint, int>)Get("cuEventRecord"),
             cuEventSynchronize = (delegate* unmanaged<nint, int>)Get("cuEventSynchronize"),
             cuEventQuery = (delegate* unmanaged<nint, int>)Get("cuEventQuery"),
-            cuEventElapsedTime = (delegate* unmanaged<nint, nint, float*, int>)Get("cuEventElapsedTime"),
+            cuEventElapsedTime = (delegate* unmanaged<float*, nint, nint, int>)Get("cuEventElapsedTime"),
             cuMemAlloc = (delegate* unmanaged<ulong*, nuint, int>)Get("cuMemAlloc_v2"),
             cuMemFree = (delegate* unmanaged<ulong, int>)Get("cuMemFree_v2"),
             cuMemcpyHtoDAsync = (delegate* unmanaged<ulong, void*, nuint, nint, int>)Get("cuMemcpyHtoDAsync_v2"),
