@@ -6,8 +6,8 @@ using CryptoTensors.Gpu.Devices.Cuda;
 namespace CryptoTensors.Gpu.Tests.Devices;
 
 /// <summary>
-/// Chooses the CUDA driver of this test process before any test runs: the real <c>libcuda.so.1</c> where it loads,
-/// else the test-only fake driver <c>libfakecuda.so</c> (native/fakecuda, built with the shim), through
+/// Chooses the CUDA driver of this test process before any test runs: the real <c>libcuda.so.1</c> where it loads
+/// and reports a device, else the test-only fake driver <c>libfakecuda.so</c> (native/fakecuda, built with the shim), through
 /// <c>CRYPTOTENSORS_CUDA_DRIVER</c>; a value already set by the user is kept. The CUDA tests name the driver that ran
 /// (<see cref="Label"/> in their fixture name) and use <see cref="FakeCuda"/> for the fake's counters and failure
 /// injection.
@@ -28,10 +28,13 @@ internal static class CudaTestDriver
         }
         if (NativeLibrary.TryLoad(CudaNativeMethods.LibraryName, out var real))
         {
-            NativeLibrary.Free(real);
-            Kind = "real";
-            Path = CudaNativeMethods.LibraryName;
-            return;
+            if (HasDevice(real))
+            {
+                Kind = "real";
+                Path = CudaNativeMethods.LibraryName;
+                return;
+            }
+            // A driver without a usable device (a container without the GPU passed in): the fake runs the tests.
         }
         var fake = new[]
         {
@@ -46,6 +49,14 @@ internal static class CudaTestDriver
         Environment.SetEnvironmentVariable(CudaNativeMethods.DriverVariable, fake);
         Kind = "fake";
         Path = fake;
+    }
+
+    private static unsafe bool HasDevice(nint driver)
+    {
+        if (!NativeLibrary.TryGetExport(driver, "cuInit", out var init) || !NativeLibrary.TryGetExport(driver, "cuDeviceGetCount", out var getCount))
+            return false;
+        int count;
+        return ((delegate* unmanaged<uint, int>)init)(0) == 0 && ((delegate* unmanaged<int*, int>)getCount)(&count) == 0 && count > 0;
     }
 
     /// <summary>"real" (libcuda.so.1), "fake" (libfakecuda.so), "custom" (another CRYPTOTENSORS_CUDA_DRIVER) or "none".</summary>
