@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a struct layout or a signature changes; the managed side checks it. */
-#define CT_ABI_VERSION 2
+#define CT_ABI_VERSION 3
 
 #define CT_OK 0
 
@@ -31,8 +31,11 @@ extern "C" {
 #define CT_HOST_TOUCH         0x02u /* write one byte per page after the huge page advice (skipped when mlock already faulted the range in) */
 #define CT_HOST_LOCK          0x04u /* mlock the range; failure (RLIMIT_MEMLOCK, EPERM) is recorded, not fatal */
 #define CT_HOST_HUGEPAGE      0x08u /* madvise(MADV_HUGEPAGE); ranges >= 2 MiB start on a 2 MiB boundary */
-#define CT_HOST_CUDA_REGISTER 0x10u /* cuMemHostRegister when libcuda.so.1 and a context are available; failure recorded, not fatal */
-#define CT_HOST_DEFAULT (CT_HOST_TOUCH | CT_HOST_LOCK | CT_HOST_HUGEPAGE | CT_HOST_CUDA_REGISTER)
+/* cuMemHostRegister (portable) in device 0's primary context when the CUDA driver and a device are available; failure
+   recorded, not fatal. Only this flag makes the shim touch CUDA (load the driver, cuInit, retain the context). */
+#define CT_HOST_CUDA_REGISTER 0x10u
+/* No CT_HOST_CUDA_REGISTER: host memory never touches CUDA unless asked. */
+#define CT_HOST_DEFAULT (CT_HOST_TOUCH | CT_HOST_LOCK | CT_HOST_HUGEPAGE)
 #define CT_HOST_ALL_FLAGS (CT_HOST_POPULATE | CT_HOST_TOUCH | CT_HOST_LOCK | CT_HOST_HUGEPAGE | CT_HOST_CUDA_REGISTER)
 
 /* cuda_result when registration was not attempted because the driver is unusable. */
@@ -57,8 +60,13 @@ CT_API const char* ct_strerror(int code);
 /* Detail of the calling thread's last failure ("" when none); valid until the thread's next ct_ call. */
 CT_API const char* ct_last_error_message(void);
 
-/* 1 when libcuda.so.1 loads and cuInit(0) succeeds with at least one device, 0 otherwise. */
+/* 1 when the CUDA driver loads and cuInit(0) succeeds with at least one device, 0 otherwise (loads it on first call). */
 CT_API int ct_cuda_available(void);
+/*
+ * The CUDA driver library to load: a path or file name, "" or NULL for the default (CRYPTOTENSORS_CUDA_DRIVER from
+ * the environment, else libcuda.so.1). Call before the first CUDA use; -EBUSY once another driver was loaded.
+ */
+CT_API int ct_cuda_set_driver(const char* path);
 
 CT_API int ct_host_alloc(size_t size, uint32_t flags, ct_host_buffer* out);
 /* Undoes exactly what ct_host_alloc did and zeroes *buf. Freeing a zeroed buffer is a no-op. */

@@ -1,4 +1,5 @@
 /* CTest program for libctshim: prints one line per check, exits non-zero on the first failure. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -325,8 +326,45 @@ static void test_mapping(void)
     close(fd);
 }
 
+/*
+ * With CRYPTOTENSORS_CUDA_DRIVER naming the fake driver (the ctshim_fakecuda_test CTest entry): host memory
+ * without CT_HOST_CUDA_REGISTER never loads the driver; with it, the range is registered in the primary context,
+ * the thread's current context is left as it was, and freeing undoes the registration and the context reference.
+ */
+static void test_fake_cuda(void)
+{
+    const char* path = getenv("CRYPTOTENSORS_CUDA_DRIVER");
+    if (path == NULL || strstr(path, "fakecuda") == NULL)
+        return;
+    ct_host_buffer b;
+    CHECK(ct_host_alloc(1u << 20, CT_HOST_DEFAULT, &b) == CT_OK);
+    CHECK(ct_host_free(&b) == CT_OK);
+    CHECK(dlopen(path, RTLD_NOW | RTLD_NOLOAD) == NULL); /* CPU memory: the driver was never even loaded */
+
+    CHECK(ct_host_alloc(1u << 20, CT_HOST_DEFAULT | CT_HOST_CUDA_REGISTER, &b) == CT_OK);
+    CHECK(b.cuda_registered == 1 && b.cuda_result == 0);
+    void* lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    CHECK(lib != NULL);
+    uint64_t stats[32];
+    int (*get_stats)(uint64_t*, size_t) = (int (*)(uint64_t*, size_t))dlsym(lib, "fakecuda_get_stats");
+    int (*get_current)(void**) = (int (*)(void**))dlsym(lib, "cuCtxGetCurrent");
+    CHECK(get_stats != NULL && get_current != NULL);
+    void* current = (void*)1;
+    CHECK(get_current(&current) == 0 && current == NULL); /* not left current on the caller's thread */
+    get_stats(stats, sizeof stats);
+    CHECK(stats[11] == 1 && stats[4] == 1); /* registrations_live, primary_refcount */
+    ct_host_buffer again = b;
+    CHECK(ct_host_free(&b) == CT_OK);
+    get_stats(stats, sizeof stats);
+    CHECK(stats[11] == 0 && stats[4] == 0);
+    CHECK(get_current(&current) == 0 && current == NULL);
+    (void)again;
+    printf("  fake CUDA driver: registration only when asked, context not left current, undone on free\n");
+}
+
 int main(void)
 {
+    test_fake_cuda();
     test_abi();
     test_alloc_sizes();
     test_invalid();

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
 using CryptoTensors.Gpu.Devices.Staging;
 
 namespace CryptoTensors.Gpu.ILGPU;
@@ -7,8 +8,9 @@ namespace CryptoTensors.Gpu.ILGPU;
 /// <summary>
 /// Copies staging slots into ILGPU buffers with asynchronous copies on ILGPU streams, one stream per slot (so
 /// waiting for a slot waits for exactly its own copy). Destinations are offsets into the concatenation of the
-/// target buffers in the order given. On a CUDA accelerator the ring is page-locked for the accelerator
-/// (<c>CreatePageLockFromPinned</c>) unless the native shim already registered it.
+/// target buffers in the order given. On a CUDA accelerator the ring is page-locked once for the accelerator
+/// (<c>CreatePageLockFromPinned</c>, with the accelerator bound) unless the native shim already registered it; copies
+/// never page-lock again, whatever the context's <c>PageLockingMode</c>.
 /// </summary>
 public sealed unsafe class IlgpuCopyEngine : IDeviceCopyEngine, IDisposable
 {
@@ -43,6 +45,9 @@ public sealed unsafe class IlgpuCopyEngine : IDeviceCopyEngine, IDisposable
     public void Attach(StagingRing ring)
     {
         _ring = ring;
+        // Page-lock in this accelerator's context: CreatePageLockFromPinned registers in whatever context is current
+        // on the calling thread, so the accelerator is bound here first.
+        _accelerator.Bind();
         if (_accelerator.AcceleratorType == AcceleratorType.Cuda && !ring.Buffer.IsCudaRegistered)
             _pageLock = _accelerator.CreatePageLockFromPinned<byte>(ring.Buffer.Pointer, ring.Length);
         _streams = new AcceleratorStream[ring.SlotCount];
@@ -53,11 +58,18 @@ public sealed unsafe class IlgpuCopyEngine : IDeviceCopyEngine, IDisposable
     public void EnterWorker() => _accelerator.Bind();
 
     /// <inheritdoc />
+    /// <remarks>
+    /// Not <c>CopyFromCPUUnsafeAsync</c>: under <c>PageLockingMode.Aggressive</c> it page-locks the source for each copy
+    /// (which fails on the ring, registered already), copies on the accelerator's default stream instead of the one
+    /// given, and unregisters while the copy may still run. The slot is wrapped as CPU memory (no page-locking, no
+    /// allocation: the ring is page-locked once, in <see cref="Attach"/> or by the native shim) and copied on the
+    /// slot's own stream.
+    /// </remarks>
     public void CopyAsync(int slot, long length, ulong destination)
     {
         var view = ViewOf(destination, length).AsContiguous();
-        ref var source = ref *(byte*)_ring!.SlotPointer(slot);
-        view.CopyFromCPUUnsafeAsync(_streams[slot], ref source, length);
+        using var source = CPUMemoryBuffer.Create(_accelerator, _ring!.SlotPointer(slot), length, 1);
+        view.CopyFrom(_streams[slot], source.AsRawArrayView());
     }
 
     /// <inheritdoc />

@@ -123,8 +123,17 @@ public static class TorchLoader
                     break;
                 case DeviceType.CUDA:
                     using (var device = CudaDevice.Open(Math.Max(0, group.Key.device_index)))
-                    using (var engine = new CudaCopyEngine(device, options.Streams))
+                    {
+                        // The copies run on this library's own non-blocking streams, which do not wait for torch's
+                        // streams. Before: wait for every operation queued in the primary context (torch's included),
+                        // so nothing torch queued on these tensors (a fill, a kernel still reading memory the caching
+                        // allocator handed out again) runs after or during the copies. After: LoadInto returns only
+                        // once the copy streams are synchronized (on failure, once the tensors are zeroed), so torch
+                        // work queued on any stream afterwards sees the loaded bytes.
+                        device.Synchronize();
+                        using var engine = new CudaCopyEngine(device, options.Streams);
                         DeviceLoader.LoadInto(reader, t => (ulong)pointers[t.Name], engine, options with { Tensors = names }, cancellationToken);
+                    }
                     break;
                 default:
                     throw new NotSupportedException($"device type {group.Key.device_type} is not supported (CPU and CUDA are)");

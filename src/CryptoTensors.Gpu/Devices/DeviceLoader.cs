@@ -14,11 +14,19 @@ namespace CryptoTensors.Gpu.Devices;
 /// block) from the file into a free slot of page-locked memory, decrypt it there, and hand the slot to a copy
 /// engine (<c>cuMemcpyHtoDAsync</c> on several streams); a slot is reused once its copy has finished. One scheduler
 /// covers every chunk of every tensor. Host memory stays at the ring's size whatever the model's size. Any failure
-/// waits for the queued copies, zeroes every destination on the device, and throws the error of the first
-/// failing tensor/chunk in file order.
+/// waits for the queued copies, zeroes every destination on the device (done when the exception is thrown), and throws
+/// the error of the first failing tensor/chunk in file order; errors of that clean-up are attached to it
+/// (<see cref="CleanupErrorsKey"/>).
 /// </summary>
 public static unsafe class DeviceLoader
 {
+    /// <summary>
+    /// Key in <see cref="Exception.Data"/> of a failed load's exception: an <see cref="AggregateException"/> of what
+    /// failed while waiting for the queued copies and zeroing the destinations (e.g. every CUDA call after a sticky
+    /// error). The exception thrown is always the load's first error.
+    /// </summary>
+    public const string CleanupErrorsKey = "CryptoTensors.CleanupErrors";
+
     /// <summary>Alignment of tensors in a <see cref="DeviceModel"/>.</summary>
     public const int Alignment = 256;
 
@@ -111,21 +119,31 @@ public static unsafe class DeviceLoader
                 options.Progress?.Report(new Writing.TensorProgress(done, total, finished, targets.Count));
                 return ciphers;
             }, ciphers => ciphers.Dispose());
+            // A failed item's error first: a driver call below must not replace it (after a sticky CUDA error every call fails).
+            if (!errors.IsEmpty) WorkItemReader.Complete(errors, mapping);
             engine.Synchronize();
             cancellationToken.ThrowIfCancellationRequested();
             WorkItemReader.Complete(errors, mapping);
             return stats;
         }
-        catch
+        catch (Exception error)
         {
+            // The first error is what the caller gets (a DecryptionException stays one); what fails while cleaning up
+            // is attached to it, never thrown instead of it.
+            var cleanup = new List<Exception>();
             if (attached)
             {
-                try { engine.Synchronize(); } catch (CudaException) { }
+                try { engine.Synchronize(); } catch (Exception e) { cleanup.Add(e); }
             }
             foreach (var t in targets)
             {
-                if (t.Tensor.ByteLength > 0) engine.Clear(t.Destination, t.Tensor.ByteLength);
+                if (t.Tensor.ByteLength == 0) continue;
+                try { engine.Clear(t.Destination, t.Tensor.ByteLength); }
+                catch (Exception e) { cleanup.Add(e); }
             }
+            if (cleanup.Count > 0)
+                error.Data[CleanupErrorsKey] = new AggregateException(
+                    "cleaning up after the failed load failed too: device memory of the load may not have been zeroed", cleanup);
             throw;
         }
         finally

@@ -67,4 +67,13 @@ public sealed class LoadOptions
 
     /// <summary>Progress (bytes and tensors), reported as work items complete.</summary>
     public IProgress<TensorProgress>? Progress { get; init; }
+
+    /// <summary>
+    /// Registers the model buffer <see cref="ModelLoader.Load"/> allocates with the CUDA driver
+    /// (<see cref="Native.HostAllocationFlags.CudaRegister"/>), so GPU copies from it run at page-locked speed and DLPack
+    /// exports report <c>kDLCUDAHost</c>. Default false: a host load never touches CUDA (no driver load, no <c>cuInit</c>,
+    /// no context) unless asked. Registration costs time proportional to the buffer (measured by
+    /// <c>ctensors bench --device</c>); ignored when a pool supplies the buffer (the pool's flags decide).
+    /// </summary>
+    public bool RegisterWithCuda { get; init; }
 }

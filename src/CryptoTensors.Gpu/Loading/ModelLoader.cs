@@ -22,14 +22,18 @@ public readonly record struct TensorDestination(IntPtr Pointer, long Length);
 /// </summary>
 public static unsafe class ModelLoader
 {
-    /// <summary>Loads the selected tensors into one page-locked buffer (from <paramref name="pool"/> when given), tensors 256-byte aligned.</summary>
+    /// <summary>
+    /// Loads the selected tensors into one page-locked buffer (from <paramref name="pool"/> when given), tensors 256-byte
+    /// aligned. Touches no CUDA unless <see cref="LoadOptions.RegisterWithCuda"/> (or the pool's flags) asks for it.
+    /// </summary>
     public static LoadedModel Load(CryptoTensorsReader reader, PinnedMemoryPool? pool = null, LoadOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new LoadOptions();
         var tensors = LoadWorkPlan.Select(reader, options.Tensors);
         var layout = LoadWorkPlan.AlignedLayout(tensors, 256, out var size);
         var buffer = pool is not null ? pool.Acquire(Math.Max(size, 1))
-            : PinnedHostBuffer.NativeShimAvailable ? PinnedHostBuffer.Allocate(Math.Max(size, 1))
+            : PinnedHostBuffer.NativeShimAvailable
+                ? PinnedHostBuffer.Allocate(Math.Max(size, 1), options.RegisterWithCuda ? HostAllocationFlags.Default | HostAllocationFlags.CudaRegister : HostAllocationFlags.Default)
             : PinnedHostBuffer.AllocateManaged(Math.Max(size, 1));
         try
         {

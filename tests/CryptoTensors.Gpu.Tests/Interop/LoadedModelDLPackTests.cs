@@ -70,7 +70,7 @@ public unsafe class LoadedModelDLPackTests
     public void ARegisteredBufferIsReportedAsCudaHost()
     {
         if (!PinnedHostBuffer.CudaDriverAvailable) Assert.Ignore("no CUDA driver: buffers are not registered");
-        using var model = ModelLoader.Load(_file.Reader);
+        using var model = ModelLoader.Load(_file.Reader, options: new LoadOptions { RegisterWithCuda = true });
         if (!model.Buffer.IsCudaRegistered) Assert.Ignore("the buffer could not be registered with CUDA");
         var export = model.ToDLPack("t.f32");
         Assert.That(M(export)->Tensor.Device, Is.EqualTo(DLDevice.CudaHost));

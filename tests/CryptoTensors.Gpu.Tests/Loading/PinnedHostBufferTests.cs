@@ -68,14 +68,13 @@ public class PinnedHostBufferTests
     }
 
     [Test]
-    public void CudaRegistrationMatchesDriverAvailability()
+    public void CudaRegistrationOnlyWhenAskedAndMatchesDriverAvailability()
     {
         RequireShim();
-        using var buffer = PinnedHostBuffer.Allocate(1 << 16);
-        if (!PinnedHostBuffer.CudaDriverAvailable)
-            Assert.That(buffer.IsCudaRegistered, Is.False);
-        else
-            Assert.That(buffer.IsCudaRegistered, Is.True);
+        using (var plain = PinnedHostBuffer.Allocate(1 << 16))
+            Assert.That(plain.IsCudaRegistered, Is.False, "the default flags never register with CUDA");
+        using var buffer = PinnedHostBuffer.Allocate(1 << 16, HostAllocationFlags.Default | HostAllocationFlags.CudaRegister);
+        Assert.That(buffer.IsCudaRegistered, Is.EqualTo(PinnedHostBuffer.CudaDriverAvailable));
     }
 
     [Test]

@@ -233,7 +233,7 @@ internal sealed unsafe class CudaEvent : SafeHandle
     public float ElapsedMillisecondsSince(CudaEvent start)
     {
         float ms;
-        CudaNativeMethods.Check(CudaNativeMethods.Driver.cuEventElapsedTime(start.handle, handle, &ms), "cuEventElapsedTime");
+        CudaNativeMethods.Check(CudaNativeMethods.Driver.cuEventElapsedTime(&ms, start.handle, handle), "cuEventElapsedTime");
         return ms;
     }
 

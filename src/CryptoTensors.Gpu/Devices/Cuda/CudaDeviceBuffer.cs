@@ -47,12 +47,14 @@ public sealed unsafe class CudaDeviceBuffer : SafeHandle
             Check(Driver.cuMemcpyHtoD(_pointer + (ulong)offset, s, (nuint)source.Length), "cuMemcpyHtoD_v2");
     }
 
-    /// <summary>Sets <paramref name="length"/> bytes from <paramref name="offset"/> to zero (synchronous).</summary>
+    /// <summary>Sets <paramref name="length"/> bytes from <paramref name="offset"/> to zero (synchronous: <c>cuMemsetD8</c> may
+    /// return before the memory is set, so the context is synchronized before this returns).</summary>
     public void Clear(long offset, long length)
     {
         CheckRange(offset, length);
         Device.MakeCurrent();
         Check(Driver.cuMemsetD8(_pointer + (ulong)offset, 0, (nuint)length), "cuMemsetD8_v2");
+        Check(Driver.cuCtxSynchronize(), "cuCtxSynchronize");
     }
 
     private void CheckRange(long offset, long length)

@@ -3,7 +3,8 @@ using System.Runtime.InteropServices;
 namespace CryptoTensors.Gpu.Devices.Cuda;
 
 /// <summary>
-/// The CUDA driver API entry points this library uses, resolved at run time from <c>libcuda.so.1</c> with
+/// The CUDA driver API entry points this library uses, resolved at run time from <c>libcuda.so.1</c> (or the library
+/// <c>CRYPTOTENSORS_CUDA_DRIVER</c> names) with
 /// <see cref="NativeLibrary.TryLoad(string, out IntPtr)"/>: nothing CUDA is needed to build or to run the CPU paths.
 /// Every call returns a <c>CUresult</c>; <see cref="Check"/> turns a failure into a <see cref="CudaException"/>
 /// carrying <c>cuGetErrorName</c>.
@@ -11,6 +12,16 @@ namespace CryptoTensors.Gpu.Devices.Cuda;
 internal static unsafe class CudaNativeMethods
 {
     internal const string LibraryName = "libcuda.so.1";
+
+    /// <summary>The environment variable that names another driver library (a path), e.g. the tests' fake driver.</summary>
+    internal const string DriverVariable = "CRYPTOTENSORS_CUDA_DRIVER";
+
+    /// <summary>
+    /// The driver library this process uses: <c>CRYPTOTENSORS_CUDA_DRIVER</c> when set (a path to a driver library,
+    /// such as the test-only libfakecuda.so), else <c>libcuda.so.1</c>. The native shim is given the same path, so both
+    /// use one driver. Read when the driver or the shim is first loaded.
+    /// </summary>
+    internal static string DriverPath => Environment.GetEnvironmentVariable(DriverVariable) is { Length: > 0 } p ? p : LibraryName;
 
     internal const uint StreamNonBlocking = 0x1;
     internal const uint EventDisableTiming = 0x2;
@@ -41,7 +52,8 @@ internal static unsafe class CudaNativeMethods
         public delegate* unmanaged<nint, nint, int> cuEventRecord;
         public delegate* unmanaged<nint, int> cuEventSynchronize;
         public delegate* unmanaged<nint, int> cuEventQuery;
-        public delegate* unmanaged<nint, nint, float*, int> cuEventElapsedTime;
+        /// <summary><c>cuEventElapsedTime(float* pMilliseconds, CUevent hStart, CUevent hEnd)</c>: the result comes first.</summary>
+        public delegate* unmanaged<float*, nint, nint, int> cuEventElapsedTime;
         public delegate* unmanaged<ulong*, nuint, int> cuMemAlloc;
         public delegate* unmanaged<ulong, int> cuMemFree;
         public delegate* unmanaged<ulong, void*, nuint, nint, int> cuMemcpyHtoDAsync;
@@ -69,7 +81,7 @@ internal static unsafe class CudaNativeMethods
 
     private static (Api?, string?) Load()
     {
-        var path = Environment.GetEnvironmentVariable("CRYPTOTENSORS_CUDA_DRIVER") is { Length: > 0 } p ? p : LibraryName;
+        var path = DriverPath;
         if (!NativeLibrary.TryLoad(path, out var lib))
             return (null, $"{path} could not be loaded (no NVIDIA driver on this machine?)");
         // Never freed: the driver stays loaded for the life of the process, as with the CUDA runtime.
@@ -102,7 +114,7 @@ internal static unsafe class CudaNativeMethods
             cuEventRecord = (delegate* unmanaged<nint, nint, int>)Get("cuEventRecord"),
             cuEventSynchronize = (delegate* unmanaged<nint, int>)Get("cuEventSynchronize"),
             cuEventQuery = (delegate* unmanaged<nint, int>)Get("cuEventQuery"),
-            cuEventElapsedTime = (delegate* unmanaged<nint, nint, float*, int>)Get("cuEventElapsedTime"),
+            cuEventElapsedTime = (delegate* unmanaged<float*, nint, nint, int>)Get("cuEventElapsedTime"),
             cuMemAlloc = (delegate* unmanaged<ulong*, nuint, int>)Get("cuMemAlloc_v2"),
             cuMemFree = (delegate* unmanaged<ulong, int>)Get("cuMemFree_v2"),
             cuMemcpyHtoDAsync = (delegate* unmanaged<ulong, void*, nuint, nint, int>)Get("cuMemcpyHtoDAsync_v2"),

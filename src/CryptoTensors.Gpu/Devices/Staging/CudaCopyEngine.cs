@@ -88,10 +88,12 @@ public sealed unsafe class CudaCopyEngine : IDeviceCopyEngine, IDisposable
     }
 
     /// <inheritdoc />
+    /// <remarks><c>cuMemsetD8</c> may return before the memory is set; the context is synchronized before returning.</remarks>
     public void Clear(ulong destination, long length)
     {
         _device.MakeCurrent();
         Check(Driver.cuMemsetD8(destination, 0, (nuint)length), "cuMemsetD8_v2");
+        Check(Driver.cuCtxSynchronize(), "cuCtxSynchronize");
     }
 
     /// <inheritdoc />

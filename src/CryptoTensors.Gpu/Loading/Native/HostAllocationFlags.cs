@@ -16,9 +16,12 @@ public enum HostAllocationFlags : uint
     Lock = 0x04,
     /// <summary><c>madvise(MADV_HUGEPAGE)</c>; ranges of 2 MiB or more start on a 2 MiB boundary.</summary>
     HugePage = 0x08,
-    /// <summary><c>cuMemHostRegister</c> the range when <c>libcuda.so.1</c> and a device are usable; failure is reported by
-    /// <see cref="PinnedHostBuffer.IsCudaRegistered"/>, not thrown.</summary>
+    /// <summary><c>cuMemHostRegister</c> the range (in device 0's primary context, portable) when the CUDA driver and a
+    /// device are usable; failure is reported by <see cref="PinnedHostBuffer.IsCudaRegistered"/>, not thrown. The only
+    /// flag that touches CUDA: it loads the driver, calls <c>cuInit</c> and holds a reference on the primary context
+    /// while the range is registered (the caller's current context is left as it was). Ask for it only for memory that
+    /// is copied to a GPU.</summary>
     CudaRegister = 0x10,
-    /// <summary><see cref="Touch"/>, <see cref="Lock"/>, <see cref="HugePage"/> and <see cref="CudaRegister"/>.</summary>
-    Default = Touch | Lock | HugePage | CudaRegister,
+    /// <summary><see cref="Touch"/>, <see cref="Lock"/> and <see cref="HugePage"/>: no CUDA (add <see cref="CudaRegister"/> to register).</summary>
+    Default = Touch | Lock | HugePage,
 }

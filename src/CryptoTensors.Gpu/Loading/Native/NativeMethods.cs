@@ -12,7 +12,7 @@ internal static unsafe partial class NativeMethods
 {
     internal const string LibraryName = "ctshim";
     internal const string FileName = "libctshim.so";
-    private const int AbiVersion = 2;
+    private const int AbiVersion = 3;
 
     /// <summary>-EFAULT from the mapping functions: the mapped file ended early (it shrank while mapped).</summary>
     internal const int MappedFileEnded = -14;
@@ -80,8 +80,18 @@ internal static unsafe partial class NativeMethods
                 return "lacks ct_abi_version/ct_host_buffer_size; rebuild it";
             var abi = ((delegate* unmanaged<int>)abiExport)();
             var size = ((delegate* unmanaged<nuint>)sizeExport)();
-            return abi == AbiVersion && size == (nuint)sizeof(HostBuffer) ? null
-                : $"has ABI version {abi} (struct size {size}), expected {AbiVersion} ({sizeof(HostBuffer)}); rebuild it";
+            if (abi != AbiVersion || size != (nuint)sizeof(HostBuffer))
+                return $"has ABI version {abi} (struct size {size}), expected {AbiVersion} ({sizeof(HostBuffer)}); rebuild it";
+            if (!NativeLibrary.TryGetExport(handle, "ct_cuda_set_driver", out var setDriver))
+                return "lacks ct_cuda_set_driver; rebuild it";
+            // The shim loads the same CUDA driver as Devices.Cuda (CRYPTOTENSORS_CUDA_DRIVER as this process sees it,
+            // which Environment.SetEnvironmentVariable does not pass to native getenv). Nothing is loaded here: the
+            // shim loads the driver only when a caller asks for CUDA registration.
+            var driver = Devices.Cuda.CudaNativeMethods.DriverPath;
+            var bytes = System.Text.Encoding.UTF8.GetBytes(driver + "\0");
+            fixed (byte* p = bytes)
+                ((delegate* unmanaged<byte*, int>)setDriver)(p);
+            return null;
         });
     }
 

@@ -5,7 +5,7 @@ namespace CryptoTensors.Gpu.Loading.Native;
 
 /// <summary>
 /// Owns one block of page-aligned host memory: from the native shim (<see cref="Allocate"/>: mmap'd, pre-faulted, and
-/// mlock'd / CUDA-registered when possible), from a <see cref="PinnedMemoryPool"/>, or from the managed fallback
+/// mlock'd when possible; CUDA-registered only when <see cref="HostAllocationFlags.CudaRegister"/> asks), from a <see cref="PinnedMemoryPool"/>, or from the managed fallback
 /// (<see cref="AllocateManaged"/>). Disposing frees it or returns it to its pool. Spans and memories obtained from it
 /// must not be used after disposal.
 /// </summary>
@@ -37,7 +37,8 @@ public sealed unsafe class PinnedHostBuffer : SafeHandle
     /// <summary>Why the native shim could not be loaded (file names and loader messages), or <c>null</c> when it was.</summary>
     public static string? NativeShimLoadError => NativeMethods.LoadError;
 
-    /// <summary>Whether the shim loaded and found a usable CUDA driver (<c>libcuda.so.1</c>, <c>cuInit</c>, a device).</summary>
+    /// <summary>Whether the shim loaded and found a usable CUDA driver (<c>libcuda.so.1</c> or <c>CRYPTOTENSORS_CUDA_DRIVER</c>,
+    /// <c>cuInit</c>, a device). Reading it loads the driver and calls <c>cuInit</c>: only for callers that want CUDA.</summary>
     public static bool CudaDriverAvailable => NativeMethods.Available && NativeMethods.CudaAvailable() != 0;
 
     /// <summary>Start of the buffer (page aligned).</summary>
