@@ -153,8 +153,9 @@ try
         using var trained = LoraTraining.Outputs(model, sequence);
 
         // 3. Save the adapters alone, encrypted with their own key, signed, under the policy.
-        var adapterBytes = LoraTraining.WriteTensorsUntilTorchSaverLands(model.Adapters().ToDictionary(kv => kv.Key, kv => (Tensor)kv.Value, StringComparer.Ordinal), adapterPath,
+        TorchSaver.Save(model.Adapters().ToDictionary(kv => kv.Key, kv => (Tensor)kv.Value, StringComparer.Ordinal), adapterPath,
             new WriterOptions { MasterKey = adapterKey, SigningKey = adapterSigner, Policy = new AccessPolicy(AdapterPolicy, AccessPolicy.DefaultText) });
+        var adapterBytes = new FileInfo(adapterPath).Length;
         File.WriteAllText(Path.Combine(dir, "gpt2-lora.rego"), AdapterPolicy);
         if (tempDir is null)
         {

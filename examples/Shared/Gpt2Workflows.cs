@@ -143,28 +143,6 @@ public static class LoraTraining
         return nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), target);
     }
 
-    /// <summary>
-    /// Writes <paramref name="tensors"/> (F32, any device) as a CryptoTensors file by copying each to host bytes.
-    /// TODO: to be replaced by <c>TorchSaver.Save(IReadOnlyDictionary&lt;string, Tensor&gt;, path, WriterOptions)</c> of
-    /// CryptoTensors.Gpu.TorchSharp once it lands (being written on another branch); this helper exists only until then
-    /// and suits small tensors such as adapters (every tensor is copied into a managed array first).
-    /// Returns the file's size in bytes.
-    /// </summary>
-    public static long WriteTensorsUntilTorchSaverLands(IReadOnlyDictionary<string, Tensor> tensors, string path, WriterOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(tensors);
-        var sources = new List<TensorSource>(tensors.Count);
-        foreach (var (name, t) in tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-        {
-            if (t.dtype != ScalarType.Float32) throw new NotSupportedException($"tensor '{name}' is {t.dtype}: this helper writes F32 only");
-            using var host = t.detach().cpu().contiguous();
-            var shape = host.shape.Select(d => checked((ulong)d)).ToArray();
-            sources.Add(TensorSource.FromMemory(name, Dtype.F32, shape, host.bytes.ToArray()));
-        }
-        CryptoTensorsWriter.Write(path, sources, options);
-        return new FileInfo(path).Length;
-    }
-
     /// <summary>The largest absolute difference between two tensors of the same shape, and whether they are bit-identical.</summary>
     public static (double MaxAbsDiff, bool Identical) Difference(Tensor a, Tensor b)
     {

@@ -22,12 +22,7 @@ public class TorchLoaderTests
 {
     public static IEnumerable<string> Devices() => ["cpu", "cuda"];
 
-    private static Device Require(string kind)
-    {
-        if (!TorchRuntime.Initialize(out var error)) Assert.Ignore("TorchSharp cannot run on this machine: " + error + " (scripts/torch-run tests/CryptoTensors.Gpu.Interop.Tests runs these tests where only the libstdc++ is too old)");
-        if (kind == "cuda" && !cuda.is_available()) Assert.Ignore("needs a CUDA GPU: TorchSharp reports no CUDA device");
-        return kind == "cuda" ? CUDA : CPU;
-    }
+    private static Device Require(string kind) => TorchTestDevice.Require(kind);
 
     [Test]
     public void TheDtypeTableCoversWhatTorchSharpCanHoldAndRefusesTheRest()

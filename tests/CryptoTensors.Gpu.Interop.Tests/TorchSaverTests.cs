@@ -29,12 +29,7 @@ public class TorchSaverTests
 
     private static readonly Dictionary<string, string> Meta = new(StringComparer.Ordinal) { ["format"] = "pt", ["描述"] = "saved from TorchSharp ✓" };
 
-    private static Device Require(string mode)
-    {
-        if (!TorchRuntime.Initialize(out var error)) Assert.Ignore("TorchSharp cannot run on this machine: " + error + " (scripts/torch-run tests/CryptoTensors.Gpu.Interop.Tests runs these tests where only the libstdc++ is too old)");
-        if (mode == "cuda" && !cuda.is_available()) Assert.Ignore("needs a CUDA GPU: TorchSharp reports no CUDA device");
-        return mode == "cuda" ? CUDA : CPU;
-    }
+    private static Device Require(string mode) => TorchTestDevice.Require(mode);
 
     [Test]
     public void TheDtypeTableIsTheInverseOfTheLoadersAndRefusesWhatSafetensorsLacks()

@@ -16,31 +16,12 @@ namespace CryptoTensors.Gpu.Tests.Writing;
 /// </summary>
 public class OracleCompatibilityTests
 {
-    private const string Python = "/usr/bin/python3";
+    private const string Python = Oracle.Python;
 
     [OneTimeSetUp]
-    public void RequireOracle()
-    {
-        if (!File.Exists(TestPaths.Oracle)) Assert.Fail($"oracle not found at {TestPaths.Oracle} (tests/oracle/ctoracle.py is part of the repository)");
-        if (!File.Exists(Python)) Assert.Ignore($"the oracle needs {Python}, which this machine lacks (apt-get install python3 python3-cryptography)");
-        var (code, _, err) = Run(Python, "-c", "import cryptography");
-        if (code != 0)
-        {
-            var last = err.Trim().Split('\n')[^1].Trim();
-            Assert.Ignore($"the oracle needs python3-cryptography, which {Python} cannot import ({last}); .ci/run installs it with apt-get install python3-cryptography");
-        }
-    }
+    public void RequireOracle() => Oracle.Require();
 
-    internal static (int Code, string Out, string Err) Run(string exe, params string[] args)
-    {
-        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        p.WaitForExit();
-        return (p.ExitCode, stdout.Result, stderr.Result);
-    }
+    private static (int Code, string Out, string Err) Run(string exe, params string[] args) => Oracle.Run(exe, args);
 
     private static IEnumerable<TestCaseData> Cases()
     {

@@ -1,18 +1,18 @@
 using System.Diagnostics;
 using System.Text.Json;
 using CryptoTensors.Gpu.Keys;
-using CryptoTensors.Gpu.Tests;
 
-namespace CryptoTensors.Gpu.Interop.Tests;
+namespace CryptoTensors.Gpu.Tests;
 
 /// <summary>
 /// tests/oracle/ctoracle.py, the independent implementation checked against the reference, run the way
-/// OracleCompatibilityTests runs it: under Debian's /usr/bin/python3, which needs python3-cryptography. Where either is
+/// the format's compatibility tests run it: under Debian's /usr/bin/python3, which needs python3-cryptography. Where either is
 /// missing the calling test is skipped with that reason; the oracle itself is part of the repository (its absence fails).
 /// </summary>
 internal static class Oracle
 {
-    private const string Python = "/usr/bin/python3";
+    /// <summary>Debian's python3, where python3-cryptography is installed (pyenv or venv pythons may lack it).</summary>
+    public const string Python = "/usr/bin/python3";
 
     /// <summary>Skips the calling test (Assert.Ignore) when the oracle cannot run here.</summary>
     public static void Require()
@@ -54,7 +54,8 @@ internal static class Oracle
         return result;
     }
 
-    private static (int Code, string Out, string Err) Run(string exe, params string[] args)
+    /// <summary>Runs a program to completion; returns its exit code and its whole standard output and error.</summary>
+    public static (int Code, string Out, string Err) Run(string exe, params string[] args)
     {
         var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
