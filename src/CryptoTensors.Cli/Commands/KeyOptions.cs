@@ -49,7 +49,7 @@ internal static class KeyOptions
     /// </remarks>
     public static ReaderOptions ReaderOptions(string? keyPath, string? verifyKeyPath, bool requireEncrypted = false,
         JsonElement? context = null, string device = Gpu.Policy.PolicyInput.CpuDevice, string keyOption = "--key", string verifyOption = "--verify-key",
-        IKeyProvider? remote = null, bool followHeaderKeyLocations = false)
+        IKeyProvider? remote = null, bool followHeaderKeyLocations = false, bool requireAllEncrypted = false)
     {
         var direct = new DirectKeyProvider { SourceName = KeySources.File };
         MasterKey? master = null;
@@ -79,6 +79,7 @@ internal static class KeyOptions
         return new ReaderOptions
         {
             MasterKey = master, VerificationKey = verify, Keys = registry, RequireEncrypted = requireEncrypted,
+            RequireAllTensorsEncrypted = requireAllEncrypted,
             PolicyContext = context, Device = device, FollowHeaderKeyLocations = followHeaderKeyLocations,
         };
     }

@@ -56,6 +56,8 @@ public static unsafe class DeviceLoader
     {
         ArgumentNullException.ThrowIfNull(reader);
         ArgumentNullException.ThrowIfNull(engine);
+        // Keeps the data keys and the file open for the whole load, even if the reader is disposed meanwhile.
+        using var lease = reader.Lease();
         options ??= new DeviceLoadOptions();
         var chunkSize = reader.CryptoKeys?.ChunkSize;
         var workers = Math.Max(1, options.MaxDegreeOfParallelism);
@@ -113,7 +115,7 @@ public static unsafe class DeviceLoader
             }, ciphers => ciphers.Dispose());
             engine.Synchronize();
             cancellationToken.ThrowIfCancellationRequested();
-            WorkItemReader.Complete(errors, mapping);
+            WorkItemReader.Complete(reader, targets, errors, mapping);
             return stats;
         }
         catch

@@ -10,7 +10,23 @@ internal sealed class SecretBuffer : IDisposable
     private readonly byte[] _bytes;
     private bool _disposed;
 
-    public SecretBuffer(int length) => _bytes = GC.AllocateArray<byte>(length, pinned: true);
+    public SecretBuffer(int length)
+    {
+        _bytes = GC.AllocateArray<byte>(length, pinned: true);
+        CreatedHook.Value?.Invoke(this);
+    }
+
+    /// <summary>
+    /// Tests only: called with every buffer created in this async flow (thread-pool work it starts included), so a test
+    /// can obtain the data keys a reader or writer unwraps or generates and check they are zeroed once it is disposed.
+    /// </summary>
+    internal static readonly AsyncLocal<Action<SecretBuffer>?> CreatedHook = new();
+
+    /// <summary>Tests only: the bytes, readable after <see cref="Dispose"/> (to check they were zeroed).</summary>
+    internal ReadOnlySpan<byte> BytesForTests => _bytes;
+
+    /// <summary>Whether <see cref="Dispose"/> ran.</summary>
+    internal bool IsDisposed => Volatile.Read(ref _disposed);
 
     public static SecretBuffer CopyOf(ReadOnlySpan<byte> source)
     {
@@ -48,8 +64,9 @@ internal sealed class SecretBuffer : IDisposable
 
     public void Dispose()
     {
+        // Marked first: a concurrent Span getter then fails instead of handing out bytes being zeroed.
+        Volatile.Write(ref _disposed, true);
         CryptographicOperations.ZeroMemory(_bytes);
-        _disposed = true;
     }
 
     public override string ToString() => $"SecretBuffer({_bytes.Length} bytes)";
