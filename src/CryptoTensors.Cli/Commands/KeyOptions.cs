@@ -84,6 +84,24 @@ internal static class KeyOptions
         };
     }
 
+    /// <summary>
+    /// Zeroes, when disposed, the keys <see cref="ReaderOptions(string?, string?, bool, JsonElement?, string, string, string, IKeyProvider?, bool, bool)"/>
+    /// read from files (the master key and the file and environment providers it made); a remote provider is its caller's.
+    /// </summary>
+    public static IDisposable Owning(ReaderOptions options) => new KeyRelease(options);
+
+    private sealed class KeyRelease(ReaderOptions options) : IDisposable
+    {
+        public void Dispose()
+        {
+            options.MasterKey?.Dispose();
+            foreach (var p in options.Keys?.Providers ?? [])
+            {
+                if (p is (DirectKeyProvider or EnvKeyProvider) and IDisposable d) d.Dispose();
+            }
+        }
+    }
+
     private static List<Jwk.Entry> Entries(string option, string path)
     {
         if (Directory.Exists(path)) throw new IOException($"{option} '{path}' is a directory, not a key file");

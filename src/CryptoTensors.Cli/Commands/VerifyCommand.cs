@@ -43,6 +43,7 @@ internal static class VerifyCommand
                 var options = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), r.GetValue(requireEncrypted),
                     policyInput.ContextOf(r), policyInput.DeviceOf(r), remote: remote, followHeaderKeyLocations: remoteKeys.FollowsHeaderLocations(r),
                     requireAllEncrypted: r.GetValue(requireAllEncrypted));
+                using var releaseKeys = KeyOptions.Owning(options);
                 var authenticated = true;
                 if (r.GetValue(input) == "-")
                 {

@@ -13,14 +13,15 @@ internal sealed class SecretBuffer : IDisposable
     public SecretBuffer(int length)
     {
         _bytes = GC.AllocateArray<byte>(length, pinned: true);
-        CreatedHook.Value?.Invoke(this);
+        Observer.Value?.Created(this);
     }
 
     /// <summary>
-    /// Tests only: called with every buffer created in this async flow (thread-pool work it starts included), so a test
-    /// can obtain the data keys a reader or writer unwraps or generates and check they are zeroed once it is disposed.
+    /// Tests only: told of every buffer created in this async flow (thread-pool work it starts included) and of each
+    /// one's bytes just before they are zeroed, so a test can obtain the data keys a reader or writer unwraps or
+    /// generates, look for them in output, and check they are zeroed once it is disposed.
     /// </summary>
-    internal static readonly AsyncLocal<Action<SecretBuffer>?> CreatedHook = new();
+    internal static readonly AsyncLocal<ISecretBufferObserver?> Observer = new();
 
     /// <summary>Tests only: the bytes, readable after <see cref="Dispose"/> (to check they were zeroed).</summary>
     internal ReadOnlySpan<byte> BytesForTests => _bytes;
@@ -64,10 +65,21 @@ internal sealed class SecretBuffer : IDisposable
 
     public void Dispose()
     {
+        if (!Volatile.Read(ref _disposed)) Observer.Value?.Zeroing(this, _bytes);
         // Marked first: a concurrent Span getter then fails instead of handing out bytes being zeroed.
         Volatile.Write(ref _disposed, true);
         CryptographicOperations.ZeroMemory(_bytes);
     }
 
     public override string ToString() => $"SecretBuffer({_bytes.Length} bytes)";
+}
+
+/// <summary>Tests only: sees secret buffers created and their bytes before zeroing (<see cref="SecretBuffer.Observer"/>).</summary>
+internal interface ISecretBufferObserver
+{
+    /// <summary>A buffer was created (still empty).</summary>
+    void Created(SecretBuffer buffer);
+
+    /// <summary>A buffer is about to be zeroed; <paramref name="bytes"/> are its key bytes.</summary>
+    void Zeroing(SecretBuffer buffer, ReadOnlySpan<byte> bytes);
 }
