@@ -32,6 +32,7 @@ internal static class DecryptCommand
             using var remote = remoteKeys.ProviderOf(r);
             var options = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), context: policyInput.ContextOf(r), device: policyInput.DeviceOf(r),
                 remote: remote, followHeaderKeyLocations: remoteKeys.FollowsHeaderLocations(r));
+            using var releaseKeys = KeyOptions.Owning(options);
             ShardedInputs.ForEach(inPath, outPath, options, (reader, target) =>
             {
                 var meta = reader.Metadata.Concat(reader.ReservedMetadata).Where(kv => !ReservedFields.All.Contains(kv.Key))

@@ -49,7 +49,7 @@ internal static class KeyOptions
     /// </remarks>
     public static ReaderOptions ReaderOptions(string? keyPath, string? verifyKeyPath, bool requireEncrypted = false,
         JsonElement? context = null, string device = Gpu.Policy.PolicyInput.CpuDevice, string keyOption = "--key", string verifyOption = "--verify-key",
-        IKeyProvider? remote = null, bool followHeaderKeyLocations = false)
+        IKeyProvider? remote = null, bool followHeaderKeyLocations = false, bool requireAllEncrypted = false)
     {
         var direct = new DirectKeyProvider { SourceName = KeySources.File };
         MasterKey? master = null;
@@ -79,8 +79,27 @@ internal static class KeyOptions
         return new ReaderOptions
         {
             MasterKey = master, VerificationKey = verify, Keys = registry, RequireEncrypted = requireEncrypted,
+            RequireAllTensorsEncrypted = requireAllEncrypted,
             PolicyContext = context, Device = device, FollowHeaderKeyLocations = followHeaderKeyLocations,
         };
+    }
+
+    /// <summary>
+    /// Zeroes, when disposed, the keys <see cref="ReaderOptions(string?, string?, bool, JsonElement?, string, string, string, IKeyProvider?, bool, bool)"/>
+    /// read from files (the master key and the file and environment providers it made); a remote provider is its caller's.
+    /// </summary>
+    public static IDisposable Owning(ReaderOptions options) => new KeyRelease(options);
+
+    private sealed class KeyRelease(ReaderOptions options) : IDisposable
+    {
+        public void Dispose()
+        {
+            options.MasterKey?.Dispose();
+            foreach (var p in options.Keys?.Providers ?? [])
+            {
+                if (p is (DirectKeyProvider or EnvKeyProvider) and IDisposable d) d.Dispose();
+            }
+        }
     }
 
     private static List<Jwk.Entry> Entries(string option, string path)

@@ -40,6 +40,7 @@ internal static class RewrapCommand
             using var remote = remoteKeys.ProviderOf(r);
             var oldKeys = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), context: policyInput.ContextOf(r), device: policyInput.DeviceOf(r),
                 remote: remote, followHeaderKeyLocations: remoteKeys.FollowsHeaderLocations(r));
+            using var releaseKeys = KeyOptions.Owning(oldKeys);
             Rewrapper.Rewrap(inPath, outPath, oldKeys, master, signer, accessPolicy, evaluateOldPolicy: !r.GetValue(ignoreOldPolicy));
             io.Out.WriteLine($"wrote {outPath}");
             return 0;

@@ -38,6 +38,7 @@ internal static unsafe class RssProbeCommand
     {
         // Everything the work needs is loaded first, so the baseline holds the runtime and the libraries, not the work.
         var options = mode == "load" ? KeyOptions.ReaderOptions(key, verifyKey) : null;
+        using var releaseKeys = options is null ? null : KeyOptions.Owning(options);
         using var master = mode == "encrypt" ? KeyOptions.MasterKey(key) : null;
         using var signer = mode == "encrypt" ? KeyOptions.SigningKey(signKey) : null;
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);

@@ -21,11 +21,15 @@ internal static class VerifyCommand
         var verifyKey = new Option<string?>("--verify-key") { Description = "Ed25519 public JWK or JWK Set (" + KeyOptions.EnvNote + ")" };
         var json = new Option<bool>("--json") { Description = "Print exactly one JSON object on stdout" };
         var requireEncrypted = new Option<bool>("--require-encrypted") { Description = "Refuse plain (unencrypted, unsigned) files" };
+        var requireAllEncrypted = new Option<bool>("--require-all-encrypted")
+        {
+            Description = "Refuse files with any tensor stored in plain (the signature does not cover tensor bytes; only encrypted tensors are authenticated)",
+        };
         var policyInput = new PolicyInputOptions();
         var remoteKeys = new RemoteKeyOptions();
         var cmd = new Command("verify", "Check signature, policy, keys and every tag; decrypt and hash every tensor (listed by name); write nothing.")
         {
-            input, key, verifyKey, json, requireEncrypted,
+            input, key, verifyKey, json, requireEncrypted, requireAllEncrypted,
         };
         remoteKeys.AddTo(cmd);
         policyInput.AddTo(cmd);
@@ -37,7 +41,9 @@ internal static class VerifyCommand
                 var results = new List<(TensorDescriptor T, string Sha)>();
                 using var remote = remoteKeys.ProviderOf(r);
                 var options = KeyOptions.ReaderOptions(r.GetValue(key), r.GetValue(verifyKey), r.GetValue(requireEncrypted),
-                    policyInput.ContextOf(r), policyInput.DeviceOf(r), remote: remote, followHeaderKeyLocations: remoteKeys.FollowsHeaderLocations(r));
+                    policyInput.ContextOf(r), policyInput.DeviceOf(r), remote: remote, followHeaderKeyLocations: remoteKeys.FollowsHeaderLocations(r),
+                    requireAllEncrypted: r.GetValue(requireAllEncrypted));
+                using var releaseKeys = KeyOptions.Owning(options);
                 var authenticated = true;
                 if (r.GetValue(input) == "-")
                 {

@@ -64,6 +64,8 @@ public static unsafe class DeviceLoader
     {
         ArgumentNullException.ThrowIfNull(reader);
         ArgumentNullException.ThrowIfNull(engine);
+        // Keeps the data keys and the file open for the whole load, even if the reader is disposed meanwhile.
+        using var lease = reader.Lease();
         options ??= new DeviceLoadOptions();
         var chunkSize = reader.CryptoKeys?.ChunkSize;
         var workers = Math.Max(1, options.MaxDegreeOfParallelism);
@@ -120,10 +122,10 @@ public static unsafe class DeviceLoader
                 return ciphers;
             }, ciphers => ciphers.Dispose());
             // A failed item's error first: a driver call below must not replace it (after a sticky CUDA error every call fails).
-            if (!errors.IsEmpty) WorkItemReader.Complete(errors, mapping);
+            if (!errors.IsEmpty) WorkItemReader.Complete(reader, targets, errors, mapping);
             engine.Synchronize();
             cancellationToken.ThrowIfCancellationRequested();
-            WorkItemReader.Complete(errors, mapping);
+            WorkItemReader.Complete(reader, targets, errors, mapping);
             return stats;
         }
         catch (Exception error)

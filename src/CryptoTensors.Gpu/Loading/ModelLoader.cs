@@ -28,6 +28,7 @@ public static unsafe class ModelLoader
     /// </summary>
     public static LoadedModel Load(CryptoTensorsReader reader, PinnedMemoryPool? pool = null, LoadOptions? options = null, CancellationToken cancellationToken = default)
     {
+        using var lease = reader.Lease();
         options ??= new LoadOptions();
         var tensors = LoadWorkPlan.Select(reader, options.Tensors);
         var layout = LoadWorkPlan.AlignedLayout(tensors, 256, out var size);
@@ -53,6 +54,8 @@ public static unsafe class ModelLoader
     public static void LoadInto(CryptoTensorsReader reader, Func<TensorDescriptor, TensorDestination> destinationOf,
         LoadOptions? options = null, CancellationToken cancellationToken = default)
     {
+        // Keeps the data keys and the file open for the whole load, even if the reader is disposed meanwhile.
+        using var lease = reader.Lease();
         options ??= new LoadOptions();
         var chunkSize = reader.CryptoKeys?.ChunkSize;
         var targets = new List<LoadTarget<TensorDestination>>();
@@ -107,7 +110,7 @@ public static unsafe class ModelLoader
                 return state;
             }, state => state.Dispose());
             cancellationToken.ThrowIfCancellationRequested();
-            WorkItemReader.Complete(errors, mapping);
+            WorkItemReader.Complete(reader, targets, errors, mapping);
         }
         catch
         {

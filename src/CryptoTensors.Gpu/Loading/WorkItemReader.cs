@@ -54,15 +54,27 @@ internal static class WorkItemReader
     /// file shrank under <paramref name="mapping"/>: a cut file shows up as zeros, a failed tag, as well as a fault), or,
     /// without failures, checks that the mapped file is still whole (bytes past a new end in its last page read as zeros).
     /// </summary>
-    public static void Complete(ConcurrentBag<(int Item, Exception Error)> errors, FileMapping? mapping)
+    /// <remarks>
+    /// Beyond truncation, the file's stamp (<see cref="CryptoTensorsReader.ChangedSinceOpen"/>) is checked: a tag failure
+    /// on a file that changed since open is reported as the change (<see cref="ErrorCode.FileChanged"/>), not as a
+    /// decryption failure, and a load with plain tensors (which nothing authenticates) fails when the file changed.
+    /// </remarks>
+    public static void Complete<T>(CryptoTensorsReader reader, IReadOnlyList<LoadTarget<T>> targets, ConcurrentBag<(int Item, Exception Error)> errors, FileMapping? mapping)
     {
         if (!errors.IsEmpty)
         {
             var first = errors.OrderBy(e => e.Item).First().Error;
             if (mapping is not null && first is CryptoTensorsException c) mapping.EnsureIntact(c.Tensor);
+            if (first is DecryptionException d && reader.ChangedSinceOpen() is { } changed) throw changed.WithCause(d.Tensor ?? "?", d);
             throw first;
         }
         mapping?.EnsureIntact();
+        foreach (var t in targets)
+        {
+            if (t.Entry is not null) continue;
+            reader.EnsureUnchanged(t.Tensor.Name);
+            break;
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

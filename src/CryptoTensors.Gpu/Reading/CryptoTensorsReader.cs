@@ -29,16 +29,22 @@ public sealed class CryptoTensorsReader : IDisposable
     private readonly Dictionary<string, TensorCrypto> _crypto;
     private readonly SecretBuffer? _deks;
     private readonly AeadAlgorithm _algorithm;
-    private bool _disposed;
+    private readonly FileStamp _stamp;
+    // References to the keys and the file handle: one held by the owner until Dispose, one per operation in flight
+    // (Lease). The last one released zeroes the data keys and closes the handle, so Dispose racing reads never frees
+    // what a read still uses: reads already in flight complete, reads that start after Dispose throw ObjectDisposedException.
+    private int _references = 1;
+    private int _disposeRequested;
 
     internal sealed record TensorCrypto(EncryptionEntry Entry, int DekOffset);
 
-    private CryptoTensorsReader(string path, SafeFileHandle file, long fileLength, SafetensorsHeader header, HeaderCrypto hc)
+    private CryptoTensorsReader(string path, SafeFileHandle file, FileStamp stamp, SafetensorsHeader header, HeaderCrypto hc)
     {
         var (keys, policy, crypto, deks, algorithm, masterAlg) = hc;
         Path = path;
         _file = file;
-        FileLength = fileLength;
+        _stamp = stamp;
+        FileLength = stamp.Length;
         Header = header;
         CryptoKeys = keys;
         Policy = policy;
@@ -109,7 +115,9 @@ public sealed class CryptoTensorsReader : IDisposable
         var file = OpenSource(path, FileShare.Read | FileShare.Delete);
         try
         {
-            var length = RandomAccess.GetLength(file);
+            // Taken before the header is read: a change from here on (length or modification time) is detected by reads.
+            var stamp = FileStamp.Of(file);
+            var length = stamp.Length;
             var headerBytes = ReadHeaderBytes(file, length);
             // Work on the larger parts of a big header starts on the other cores while the header is parsed: the
             // signature check (where the verification key is given) and the parse of __encryption__. Each result is used
@@ -117,7 +125,7 @@ public sealed class CryptoTensorsReader : IDisposable
             var signature = SpeculativeSignature.Start(headerBytes, options.VerificationKey);
             var encryption = SpeculativeEncryption.Start(headerBytes);
             var header = SafetensorsHeader.ParseOwned(headerBytes, length);
-            return new CryptoTensorsReader(path, file, length, header, Authenticate(path, header, options, signature, encryption));
+            return new CryptoTensorsReader(path, file, stamp, header, Authenticate(path, header, options, signature, encryption));
         }
         catch
         {
@@ -173,7 +181,7 @@ public sealed class CryptoTensorsReader : IDisposable
             var stray = meta?.Keys.FirstOrDefault(k => k is ReservedFields.CryptoKeys or ReservedFields.Policy or ReservedFields.Signature);
             if (stray is not null)
                 throw Errors.Create(ErrorCode.StrippedEncryption, $"{stray} is present but __encryption__ is not: refusing a stripped (downgraded) encrypted file", field: ReservedFields.Encryption);
-            if (options.RequireEncrypted)
+            if (options.RequireEncrypted || options.RequireAllTensorsEncrypted)
                 throw Errors.Create(ErrorCode.NotEncrypted, "the file is not encrypted and signed, and the caller requires it");
             return new HeaderCrypto(null, null, [], null, default, null);
         }
@@ -216,6 +224,7 @@ public sealed class CryptoTensorsReader : IDisposable
 
             var entries = parse is not null ? parse.GetAwaiter().GetResult()
                 : (header.TryGetStoredValue(ReservedFields.Encryption, out var stored) ? earlyEncryption?.TryGetResult(stored) : null) ?? ParseEncryption(header);
+            if (options.RequireAllTensorsEncrypted) EnsureAllEncrypted(header, entries);
             var (crypto, deks) = UnwrapAll(entries, header, master, KidMismatch("master key", master.Kid, keys.Enc.Kid));
             return new HeaderCrypto(keys, policy, crypto, deks, master.Algorithm, master.Alg);
         }
@@ -223,6 +232,19 @@ public sealed class CryptoTensorsReader : IDisposable
         {
             ownedMaster?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Refuses a file with any tensor stored in plain (<see cref="ReaderOptions.RequireAllTensorsEncrypted"/>): the
+    /// signature covers the header only, so plain tensor bytes are not authenticated by anything.
+    /// </summary>
+    internal static void EnsureAllEncrypted(SafetensorsHeader header, IReadOnlyDictionary<string, EncryptionEntry> crypto)
+    {
+        var plain = header.Tensors.Where(t => !crypto.ContainsKey(t.Name)).Select(t => t.Name).ToList();
+        if (plain.Count == 0) return;
+        throw Errors.Create(ErrorCode.NotEncrypted,
+            $"{plain.Count} of {header.Tensors.Count} tensors are stored in plain (not authenticated by the signature) and the caller requires every tensor encrypted",
+            tensor: plain[0]);
     }
 
     /// <summary>Parsing of a large <c>__encryption__</c> started on the thread pool, or null where it is small or there is one core.</summary>
@@ -336,7 +358,7 @@ public sealed class CryptoTensorsReader : IDisposable
     /// </summary>
     public void ReadTensor(string name, Span<byte> destination)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        using var lease = Lease();
         var t = Info(name);
         if (destination.Length != t.ByteLength)
             throw Errors.Create(ErrorCode.DestinationSize, $"destination is {destination.Length} bytes, tensor is {t.ByteLength}", tensor: name);
@@ -344,6 +366,12 @@ public sealed class CryptoTensorsReader : IDisposable
         {
             ReadAt(destination, Header.DataStart + (long)t.Begin, name);
             if (_crypto.TryGetValue(name, out var c)) DecryptInPlace(name, c, destination);
+            else EnsureUnchanged(name);
+        }
+        catch (DecryptionException e) when (ChangedSinceOpen() is { } changed)
+        {
+            destination.Clear();
+            throw changed.WithCause(name, e);
         }
         catch
         {
@@ -368,6 +396,7 @@ public sealed class CryptoTensorsReader : IDisposable
     public void ReadInto(string name, IntPtr destination, long byteLength, Devices.Cuda.CudaStream? stream = null,
         Devices.Staging.StagingRing? ring = null, CancellationToken cancellationToken = default)
     {
+        using var lease = Lease();
         var t = GetTensor(name);
         if (byteLength != t.ByteLength)
             throw Errors.Create(ErrorCode.DestinationSize, $"destination is {byteLength} bytes, tensor is {t.ByteLength}", tensor: name);
@@ -384,7 +413,7 @@ public sealed class CryptoTensorsReader : IDisposable
     /// <summary>Asynchronous <see cref="ReadTensor(string, Span{byte})"/>.</summary>
     public async ValueTask ReadTensorAsync(string name, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        using var lease = Lease();
         var t = Info(name);
         if (destination.Length != t.ByteLength)
             throw Errors.Create(ErrorCode.DestinationSize, $"destination is {destination.Length} bytes, tensor is {t.ByteLength}", tensor: name);
@@ -399,6 +428,12 @@ public sealed class CryptoTensorsReader : IDisposable
                 done += n;
             }
             if (_crypto.TryGetValue(name, out var c)) DecryptInPlace(name, c, destination.Span);
+            else EnsureUnchanged(name);
+        }
+        catch (DecryptionException e) when (ChangedSinceOpen() is { } changed)
+        {
+            destination.Span.Clear();
+            throw changed.WithCause(name, e);
         }
         catch
         {
@@ -416,7 +451,7 @@ public sealed class CryptoTensorsReader : IDisposable
     /// </summary>
     public void ReadRange(string name, long offset, Span<byte> destination)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        using var lease = Lease();
         var t = Info(name);
         if (offset < 0 || offset > t.ByteLength || destination.Length > t.ByteLength - offset)
             throw Errors.Create(ErrorCode.DestinationSize, $"range [{offset},{offset + destination.Length}) is outside the tensor's {t.ByteLength} bytes", tensor: name);
@@ -426,6 +461,7 @@ public sealed class CryptoTensorsReader : IDisposable
             if (!_crypto.TryGetValue(name, out var c))
             {
                 ReadAt(destination, fileStart + offset, name);
+                EnsureUnchanged(name);
                 return;
             }
             ValidateEntry(name, c.Entry, t.ByteLength, CryptoKeys!.ChunkSize);
@@ -474,6 +510,11 @@ public sealed class CryptoTensorsReader : IDisposable
                 if (scratch is not null) CryptographicOperations.ZeroMemory(scratch);
             }
         }
+        catch (DecryptionException e) when (ChangedSinceOpen() is { } changed)
+        {
+            destination.Clear();
+            throw changed.WithCause(name, e);
+        }
         catch
         {
             destination.Clear();
@@ -487,6 +528,7 @@ public sealed class CryptoTensorsReader : IDisposable
     /// </summary>
     public void ReadSlice(string name, IReadOnlyList<(long Offset, long Length)> ranges, Span<byte> destination)
     {
+        using var lease = Lease();
         var total = 0L;
         foreach (var (_, length) in ranges) total += length;
         if (total != destination.Length)
@@ -640,12 +682,93 @@ public sealed class CryptoTensorsReader : IDisposable
     internal static CryptoTensorsException FileChanged(string? tensor = null)
         => Errors.Create(ErrorCode.IncompleteBuffer, "the file ended early: it was truncated or changed while being read", tensor: tensor);
 
-    /// <inheritdoc />
-    public void Dispose()
+    /// <summary>
+    /// What a read reports when the file is no longer the one opened: <see cref="ErrorCode.IncompleteBuffer"/> when it
+    /// is shorter, <see cref="ErrorCode.FileChanged"/> when it is longer or was written (its modification time moved),
+    /// or null when it looks unchanged. A file replaced by a rename is not a change: the reader keeps the file it opened.
+    /// </summary>
+    internal FileChange? ChangedSinceOpen()
     {
-        if (_disposed) return;
-        _disposed = true;
+        FileStamp now;
+        try
+        {
+            now = FileStamp.Of(_file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return new FileChange(ErrorCode.FileChanged, "the file could not be examined after the read: " + e.Message);
+        }
+        if (now.Length < _stamp.Length) return new FileChange(ErrorCode.IncompleteBuffer, "the file ended early: it was truncated or changed while being read");
+        if (now != _stamp)
+            return new FileChange(ErrorCode.FileChanged, now.Length != _stamp.Length
+                ? $"the file changed while being read: it grew from {_stamp.Length} to {now.Length} bytes since it was opened"
+                : "the file changed while being read: it was written to since it was opened (its modification time moved)");
+        return null;
+    }
+
+    /// <summary>
+    /// Throws when the file changed since open (<see cref="ChangedSinceOpen"/>). Called after plain bytes are read:
+    /// nothing authenticates them, so the file's length and modification time are the only evidence they are the
+    /// bytes that were opened (best effort: a writer that keeps both defeats it; see docs/SECURITY.md).
+    /// </summary>
+    internal void EnsureUnchanged(string? tensor)
+    {
+        if (ChangedSinceOpen() is { } changed) throw changed.ToException(tensor);
+    }
+
+    /// <summary>A change of the file since open, turned into an error naming the tensor being read.</summary>
+    internal sealed record FileChange(ErrorCode Code, string Message)
+    {
+        public CryptoTensorsException ToException(string? tensor) => Errors.Create(Code, Message, tensor: tensor);
+
+        /// <summary>A tag failure explained by the change (the bytes were not the ones signed because the file changed).</summary>
+        public CryptoTensorsException WithCause(string tensor, CryptoTensorsException tagFailure)
+            => Errors.Create(Code, Message + (tagFailure.Chunk is { } c ? $" (chunk {c} failed authentication)" : " (it failed authentication)"), tensor: tensor);
+    }
+
+    /// <summary>An operation's reference to the keys and the file handle (see <see cref="Lease"/>).</summary>
+    internal readonly struct ReaderLease : IDisposable
+    {
+        private readonly CryptoTensorsReader? _reader;
+
+        internal ReaderLease(CryptoTensorsReader reader) => _reader = reader;
+
+        public void Dispose() => _reader?.Release();
+    }
+
+    /// <summary>
+    /// Takes a reference to the data keys and the file handle for one operation; throws
+    /// <see cref="ObjectDisposedException"/> once <see cref="Dispose"/> was called. Every public read and every loader
+    /// holds one for its whole duration, so nothing it uses is zeroed or closed under it.
+    /// </summary>
+    internal ReaderLease Lease()
+    {
+        while (true)
+        {
+            var n = Volatile.Read(ref _references);
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposeRequested) != 0 || n <= 0, this);
+            if (Interlocked.CompareExchange(ref _references, n + 1, n) == n) return new ReaderLease(this);
+        }
+    }
+
+    private void Release()
+    {
+        if (Interlocked.Decrement(ref _references) != 0) return;
         _deks?.Dispose();
         _file.Dispose();
+    }
+
+    /// <summary>Whether <see cref="Dispose"/> was called (the keys may live on until the reads in flight end).</summary>
+    internal bool IsDisposeRequested => Volatile.Read(ref _disposeRequested) != 0;
+
+    /// <summary>
+    /// Closes the reader. Reads that start afterwards throw <see cref="ObjectDisposedException"/>; reads and loads
+    /// already in flight complete normally, and the last of them zeroes the data keys and closes the file (at once when
+    /// none is in flight). Safe to call from any thread, any number of times.
+    /// </summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposeRequested, 1) != 0) return;
+        Release();
     }
 }

@@ -24,6 +24,14 @@ public sealed class ReaderOptions
     /// <summary>Refuse files that are not encrypted and signed (the reference accepts plain files silently).</summary>
     public bool RequireEncrypted { get; init; }
 
+    /// <summary>
+    /// Refuse files in which any tensor is stored in plain (<see cref="ErrorCode.NotEncrypted"/>, naming the first):
+    /// the signature covers the header, not the tensor bytes, and only encrypted tensors are authenticated (by their
+    /// tags), so a partially encrypted file's plain tensors could be swapped by whoever hosts the file. Implies
+    /// <see cref="RequireEncrypted"/>. Checked after the signature and the policy, before any data key is unwrapped.
+    /// </summary>
+    public bool RequireAllTensorsEncrypted { get; init; }
+
     /// <summary>Caller-supplied facts given to the policy as <c>input.context</c> (a JSON object), or null.</summary>
     public System.Text.Json.JsonElement? PolicyContext { get; init; }
 
@@ -53,6 +61,7 @@ public sealed class ReaderOptions
         Keys = Keys,
         FollowHeaderKeyLocations = FollowHeaderKeyLocations,
         RequireEncrypted = RequireEncrypted,
+        RequireAllTensorsEncrypted = RequireAllTensorsEncrypted,
         PolicyContext = PolicyContext,
         Device = Device,
         RequestedTensors = RequestedTensors,

@@ -87,6 +87,9 @@ public static class Rewrapper
                 throw Errors.Create(ErrorCode.IncompleteBuffer, "the input ended early: it changed while being rewrapped");
             file.Stream.Write(buffer, 0, n);
         }
+        // The data section is copied as it is: plain tensors in it are authenticated by nothing, so a change of the input
+        // during the copy (length or modification time) fails the rotation rather than signing the changed bytes' header.
+        reader.EnsureUnchanged(null);
         file.Commit();
     }
 }

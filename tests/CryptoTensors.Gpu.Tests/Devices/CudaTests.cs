@@ -300,8 +300,10 @@ public class CudaTests
         buffer.CopyToHost(0, back);
         Assert.That(back, Is.EqualTo(r.ReadTensor(t.Name)));
 
+        // A file tampered before it is opened: an open reader would call the same edit a change under it (FileChanged).
         m.Tamper(r, t.Name, 5000);
-        var ex = Assert.Throws<DecryptionException>(() => r.ReadInto(t.Name, (IntPtr)buffer.DevicePointer, t.ByteLength, stream, ring));
+        using var tampered = m.Open();
+        var ex = Assert.Throws<DecryptionException>(() => tampered.ReadInto(t.Name, (IntPtr)buffer.DevicePointer, t.ByteLength, stream, ring));
         Assert.That(ex!.Tensor, Is.EqualTo(t.Name));
         if (CudaTestDriver.IsFake)
             Assert.That(FakeCuda.Instance.Peek(buffer.DevicePointer, (int)t.ByteLength), Is.All.EqualTo(0), "zeroed before the error is thrown, not later");
