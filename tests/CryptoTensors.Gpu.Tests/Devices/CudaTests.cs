@@ -173,7 +173,10 @@ public class CudaTests
         buffer.Clear(0, 1 << 16);
         end.Record(stream);
         end.Synchronize();
-        Assert.That(end.ElapsedMillisecondsSince(start), Is.GreaterThanOrEqualTo(0f));
+        // The call succeeds and gives a real duration (the driver's argument order is (float* ms, start, end)): a
+        // correctness check of the binding, not a speed assertion.
+        var measured = end.ElapsedMillisecondsSince(start);
+        Assert.That(float.IsFinite(measured) && measured >= 0f, Is.True, $"cuEventElapsedTime gave {measured}");
     }
 
     [TestCase(2, 2)]

@@ -231,11 +231,9 @@ public sealed class HttpsKeyProviderTests
             BaseUrls = [new Uri($"http://127.0.0.1:{port}")], AllowedHosts = ["127.0.0.1"], AllowInsecureLoopback = true,
             MaxAttempts = 3, RetryDelay = TimeSpan.FromMilliseconds(20),
         });
-        var sw = Stopwatch.StartNew();
         var e = Refused(() => p.GetMasterKey(null, "v-enc"), ErrorCode.KeyServerUnreachable);
         Assert.That(e.Message, Does.Contain("after 3 attempts"));
-        Assert.That(p.RequestCount, Is.EqualTo(3));
-        Assert.That(sw.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)));
+        Assert.That(p.RequestCount, Is.EqualTo(3), "retries are bounded by MaxAttempts");
     }
 
     [Test]
@@ -250,9 +248,8 @@ public sealed class HttpsKeyProviderTests
         {
             BaseUrls = [slow.Url], AllowedHosts = ["127.0.0.1"], AllowInsecureLoopback = true, ReadTimeout = TimeSpan.FromMilliseconds(300), MaxAttempts = 1,
         });
-        var sw = Stopwatch.StartNew();
+        // The server answers nothing for 10 s: only the 300 ms read timeout can produce KeyServerTimeout.
         Refused(() => p.GetMasterKey(null, "v-enc"), ErrorCode.KeyServerTimeout);
-        Assert.That(sw.Elapsed, Is.LessThan(TimeSpan.FromSeconds(3)));
         using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
         Assert.CatchAsync<OperationCanceledException>(async () => await new HttpsKeyProvider(new HttpsKeyProviderOptions
         {
