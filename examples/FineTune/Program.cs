@@ -65,22 +65,8 @@ catch (FormatException e)
     return 1;
 }
 
-if (!TorchRuntime.Initialize(out var torchError))
-{
-    Console.Error.WriteLine("TorchSharp cannot run here: " + torchError + " (run this program through scripts/torch-run)");
-    return 3;
-}
+if (ExampleFormat.StartTorch(opts, out var device) is { } startFailed) return startFailed;
 var deviceName = opts.GetValueOrDefault("--device", "cpu");
-Device device;
-try
-{
-    device = ExampleFormat.ParseDevice(deviceName);
-}
-catch (ArgumentException e)
-{
-    Console.Error.WriteLine(e.Message);
-    return 1;
-}
 void Say(string line)
 {
     if (!json) Console.WriteLine(line);

@@ -174,6 +174,34 @@ public static class ExampleFormat
     /// <summary>A JSON string (the few characters a path or device name could need escaped).</summary>
     public static string String(string value) => System.Text.Json.JsonSerializer.Serialize(value);
 
+    /// <summary>
+    /// The start of both example programs: initialises TorchSharp and resolves <c>--device</c> (default cpu). Returns
+    /// null with the device, or the exit code after printing the one-line reason on standard error: 3 when TorchSharp
+    /// cannot run here, 1 for a bad <c>--device</c>.
+    /// </summary>
+    public static int? StartTorch(IReadOnlyDictionary<string, string> options, out Device device)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        // Nothing may touch TorchSharp.torch (torch.CPU included) before TorchRuntime has loaded libtorch: torch's static
+        // initializer would otherwise load its own copy (consolidated into bin/cpu) beside the one TorchRuntime loads.
+        device = null!;
+        if (!CryptoTensors.Gpu.TorchSharp.TorchRuntime.Initialize(out var torchError))
+        {
+            Console.Error.WriteLine("TorchSharp cannot run here: " + torchError + " (run this program through scripts/torch-run)");
+            return 3;
+        }
+        try
+        {
+            device = ParseDevice(options.GetValueOrDefault("--device", "cpu"));
+            return null;
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            return 1;
+        }
+    }
+
     /// <summary>The device of a <c>--device</c> value: <c>cpu</c> or <c>cuda:N</c> (refused when TorchSharp sees no such CUDA device).</summary>
     public static Device ParseDevice(string text)
     {
