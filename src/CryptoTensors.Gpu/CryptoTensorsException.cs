@@ -169,6 +169,11 @@ public enum ErrorCode
     KeyResponseTooLarge,
     /// <summary>The key server's response is not a usable JWK or JWK Set, or has an unexpected status.</summary>
     KeyResponseMalformed,
+    /// <summary>
+    /// A header exceeds a documented resource bound (<see cref="Format.HeaderLimits"/>: tensor count, metadata entries,
+    /// shape rank); docs/BOUNDS.md lists them all.
+    /// </summary>
+    LimitExceeded,
 }
 
 /// <summary>
@@ -211,7 +216,8 @@ public class CryptoTensorsException : Exception
             or ErrorCode.InvalidJson or ErrorCode.DuplicateKey or ErrorCode.UnknownDtype or ErrorCode.InvalidOffset
             or ErrorCode.ValidationOverflow or ErrorCode.MisalignedSlice or ErrorCode.TensorInvalidInfo
             or ErrorCode.IncompleteBuffer or ErrorCode.NestingTooDeep or ErrorCode.TensorNotFound
-            or ErrorCode.DestinationSize or ErrorCode.ElementSizeMismatch or ErrorCode.TensorTooLarge => ErrorKind.Malformed,
+            or ErrorCode.DestinationSize or ErrorCode.ElementSizeMismatch or ErrorCode.TensorTooLarge
+            or ErrorCode.LimitExceeded => ErrorKind.Malformed,
         ErrorCode.InvalidCryptoField or ErrorCode.MissingVersion or ErrorCode.UnsupportedVersion
             or ErrorCode.InvalidChunkSize or ErrorCode.UnsupportedAlgorithm or ErrorCode.StrippedEncryption
             or ErrorCode.NotEncrypted => ErrorKind.CryptoHeader,

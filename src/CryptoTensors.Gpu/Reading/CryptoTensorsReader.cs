@@ -325,7 +325,9 @@ public sealed class CryptoTensorsReader : IDisposable
     public byte[] ReadTensor(string name)
     {
         var t = Info(name);
-        var buffer = GC.AllocateUninitializedArray<byte>(checked((int)t.ByteLength));
+        if (t.ByteLength > Array.MaxLength)
+            throw Errors.Create(ErrorCode.TensorTooLarge, $"the tensor holds {t.ByteLength} bytes, more than one array can ({Array.MaxLength}); read it with ReadTensor(name, span) or ReadInto", tensor: name);
+        var buffer = GC.AllocateUninitializedArray<byte>((int)t.ByteLength);
         ReadTensor(name, buffer);
         return buffer;
     }
@@ -458,7 +460,9 @@ public sealed class CryptoTensorsReader : IDisposable
                     var inside = chunkStart >= offset && chunkStart + chunkLen <= offset + destination.Length;
                     Span<byte> target;
                     if (inside) target = destination.Slice((int)(chunkStart - offset), chunkLen);
-                    else target = (scratch ??= GC.AllocateUninitializedArray<byte>((int)cs, pinned: true)).AsSpan(0, chunkLen);
+                    // The scratch holds one chunk, never more than the tensor: a signed chunk_size of 2 GiB over a small
+                    // tensor must not allocate 2 GiB.
+                    else target = (scratch ??= GC.AllocateUninitializedArray<byte>((int)Math.Min(cs, t.ByteLength), pinned: true)).AsSpan(0, chunkLen);
                     ReadAt(target, fileStart + chunkStart, name);
                     DecryptChunk(name, cipher, c.Entry, target, i);
                     if (!inside)
