@@ -15,7 +15,7 @@ internal sealed class Seed
     public MasterKey? Master { get; init; }
     public VerificationKey? Verify { get; init; }
     /// <summary>Tensor name → (byte length, SHA-256 hex) of the plaintext, when known.</summary>
-    public Dictionary<string, (long Length, string Sha)>? Expected { get; init; }
+    public Dictionary<string, (long Length, byte[] Sha)>? Expected { get; init; }
     /// <summary>A big base (the 100,000-tensor header): only cheap mutations.</summary>
     public bool Big { get; init; }
 }
@@ -60,7 +60,7 @@ internal sealed class Corpus
                     Master = kid is null ? null : KeyByKid(kid),
                     Verify = kid is null ? null : Signer.Public,
                     Expected = sidecar["tensors"]!.AsObject().ToDictionary(kv => kv.Key,
-                        kv => (kv.Value!["nbytes"]!.GetValue<long>(), kv.Value!["sha256"]!.GetValue<string>()), StringComparer.Ordinal),
+                        kv => (kv.Value!["nbytes"]!.GetValue<long>(), Convert.FromHexString(kv.Value!["sha256"]!.GetValue<string>())), StringComparer.Ordinal),
                 });
             }
         }
@@ -100,12 +100,12 @@ internal sealed class Corpus
                     // A vector whose keys are themselves malformed: mutate it keyless.
                 }
             }
-            Dictionary<string, (long, string)>? expected = null;
+            Dictionary<string, (long, byte[])>? expected = null;
             if (root.GetProperty("expect").GetString() == "ok" && root.TryGetProperty("tensors", out var ts))
             {
-                expected = new Dictionary<string, (long, string)>(StringComparer.Ordinal);
+                expected = new Dictionary<string, (long, byte[])>(StringComparer.Ordinal);
                 foreach (var t in ts.EnumerateArray())
-                    expected[t.GetProperty("name").GetString()!] = (t.GetProperty("nbytes").GetInt64(), t.GetProperty("sha256").GetString()!);
+                    expected[t.GetProperty("name").GetString()!] = (t.GetProperty("nbytes").GetInt64(), Convert.FromHexString(t.GetProperty("sha256").GetString()!));
             }
             Seeds.Add(new Seed { Name = "vector/" + name, Bytes = File.ReadAllBytes(file), Master = master, Verify = verify, Expected = expected });
         }
@@ -207,7 +207,7 @@ internal static class CorpusWriter
             {
                 var b = new byte[1];
                 t.Read(0, b);
-                return (1L, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(b)));
+                return (1L, System.Security.Cryptography.SHA256.HashData(b));
             }, StringComparer.Ordinal);
             var enc = Path.Combine(tmp, "enc");
             CryptoTensorsWriter.Write(enc, tensors, new WriterOptions { MasterKey = Corpus.Aes256, SigningKey = Corpus.Signer, ChunkSize = 1, Random = new SeededRandomSource(7) });
