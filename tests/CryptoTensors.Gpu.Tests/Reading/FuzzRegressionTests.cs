@@ -173,4 +173,29 @@ public class FuzzRegressionTests
         Assert.That(ex.Field, Is.EqualTo(ReservedFields.Encryption));
         Assert.That(EncryptionEntry.Parse(Entries(1000)), Has.Count.EqualTo(1000));
     }
+
+    [Test]
+    public void ReservedFieldsNestedDeeperThanTheirBoundAreCryptoFieldErrors()
+    {
+        static string Deep(int depth) => new string('[', depth) + new string(']', depth);
+        const string keys = "{\"enc\":{\"alg\":\"aes256gcm\",\"kty\":\"oct\"},\"sign\":{\"alg\":\"ed25519\",\"kty\":\"okp\"},\"version\":\"2\",\"x\":";
+        Assert.That(CryptoKeysField.Parse(keys + Deep(HeaderLimits.MaxReservedFieldDepth - 1) + "}").Version, Is.EqualTo("2"));
+        var ex = Assert.Throws<CryptoHeaderException>(() => CryptoKeysField.Parse(keys + Deep(HeaderLimits.MaxReservedFieldDepth) + "}"));
+        Assert.That(ex!.Code, Is.EqualTo(ErrorCode.InvalidCryptoField));
+        Assert.That(ex.Field, Is.EqualTo(ReservedFields.CryptoKeys));
+        const string entry = "{\"t\":{\"wrapped_key\":\"AA==\",\"key_iv\":\"AA==\",\"key_tag\":\"AA==\",\"x\":";
+        Assert.That(EncryptionEntry.Parse(entry + Deep(HeaderLimits.MaxReservedFieldDepth - 2) + "}}"), Has.Count.EqualTo(1));
+        var ex2 = Assert.Throws<CryptoHeaderException>(() => EncryptionEntry.Parse(entry + Deep(HeaderLimits.MaxReservedFieldDepth) + "}}"));
+        Assert.That(ex2!.Code, Is.EqualTo(ErrorCode.InvalidCryptoField));
+        Assert.That(ex2.Field, Is.EqualTo(ReservedFields.Encryption));
+    }
+
+    [Test]
+    public void ASprintfWidthAboveItsBoundIsAnEvaluationError()
+    {
+        Assert.That(PolicyEngine.Compile("package model\nallow if count(sprintf(\"%4096d\", [1])) == 4096").Evaluate(null), Is.EqualTo(PolicyDecision.Allow));
+        var ex = Assert.Throws<PolicyDeniedException>(() => PolicyEngine.Compile("package model\nallow if sprintf(\"%4097d\", [1])").Evaluate(null));
+        Assert.That(ex!.Code, Is.EqualTo(ErrorCode.PolicyEvaluationFailed));
+        Assert.That(ex.Message, Does.Contain("4096"));
+    }
 }
