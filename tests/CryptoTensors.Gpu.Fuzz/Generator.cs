@@ -12,7 +12,7 @@ using CryptoTensors.Gpu.Writing;
 namespace CryptoTensors.Gpu.Fuzz;
 
 /// <summary>Makes a case from its seed: file mutations (raw, header JSON, re-signed crypto fields and tensor tables) and policies.</summary>
-internal sealed class Generator(Corpus corpus)
+internal sealed class Generator(Corpus corpus, bool bigOnly = false)
 {
     private static readonly JsonSerializerOptions Json = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
@@ -23,6 +23,7 @@ internal sealed class Generator(Corpus corpus)
     public FuzzCase Make(long seed)
     {
         var r = new Random(unchecked((int)seed ^ (int)(seed >> 32)));
+        if (bigOnly && corpus.BigSeeds.Count > 0) return BigCase(r);
         var roll = r.Next(1000);
         if (roll < 250) return PolicyCase(r);
         if (roll < 252 && corpus.BigSeeds.Count > 0 && r.Next(20) == 0) return BigCase(r);

@@ -12,7 +12,7 @@ namespace CryptoTensors.Gpu.Fuzz;
 /// <remarks>
 /// <code>
 /// dotnet run -c Release --project tests/CryptoTensors.Gpu.Fuzz -- --cases 100000 --seed 1 [--corpus DIR] [--time-limit S]
-///     [--vectors DIR] [--findings DIR] [--no-big] [--replay CASE_SEED] [--write-corpus DIR] [--quiet]
+///     [--vectors DIR] [--findings DIR] [--no-big] [--replay CASE_SEED] [--write-corpus DIR] [--quiet] [--big-only]
 /// </code>
 /// Every outcome must be a success (with the right bytes where the plaintext is known) or a
 /// <see cref="CryptoTensorsException"/>; anything else, a hang over 10 s or memory over 4 × the input + 64 MiB is a
@@ -32,7 +32,7 @@ public static class Program
         catch (ArgumentException e)
         {
             Console.Error.WriteLine(e.Message);
-            Console.Error.WriteLine("usage: --cases N --seed S [--corpus DIR] [--vectors DIR] [--findings DIR] [--time-limit S] [--no-big] [--replay CASE_SEED] [--write-corpus DIR] [--quiet]");
+            Console.Error.WriteLine("usage: --cases N --seed S [--corpus DIR] [--vectors DIR] [--findings DIR] [--time-limit S] [--no-big] [--big-only] [--replay CASE_SEED] [--write-corpus DIR] [--quiet]");
             return 2;
         }
         if (o.WriteCorpus is { } dir)
@@ -58,6 +58,7 @@ internal sealed class FuzzOptions
     public long? Replay { get; private set; }
     public string? WriteCorpus { get; private set; }
     public bool Quiet { get; private set; }
+    public bool BigOnly { get; private set; }
 
     public static FuzzOptions Parse(string[] args)
     {
@@ -77,6 +78,7 @@ internal sealed class FuzzOptions
                 case "--replay": o.Replay = long.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--write-corpus": o.WriteCorpus = Next(); break;
                 case "--quiet": o.Quiet = true; break;
+                case "--big-only": o.BigOnly = true; break;
                 default: throw new ArgumentException($"unknown option {args[i]}");
             }
         }
@@ -140,7 +142,7 @@ internal sealed class Fuzzer(FuzzOptions options)
         var corpus = Corpus.Load(options.Corpus, options.Vectors, options.Big);
         Console.WriteLine($"corpus: {corpus.Seeds.Count} files ({string.Join(", ", corpus.Seeds.Select(s => s.Name).Take(8))}, ...), {corpus.Policies.Count} policies, {corpus.Inputs.Count} inputs; loaded in {sw.Elapsed.TotalSeconds:F1} s");
         var exec = new Executor(corpus);
-        var gen = new Generator(corpus);
+        var gen = new Generator(corpus, options.BigOnly);
         var watchdog = new Thread(Watch) { IsBackground = true, Name = "fuzz-watchdog" };
         watchdog.Start();
 

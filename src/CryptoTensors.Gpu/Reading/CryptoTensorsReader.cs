@@ -279,10 +279,16 @@ public sealed class CryptoTensorsReader : IDisposable
     {
         if (!Base64Strict.TryDecode(signatureText, out var signature) || signature.Length != Ed25519.SignatureSize)
             throw Errors.Create(ErrorCode.InvalidSignatureFormat, "invalid signature format: expected padded standard base64 of 64 bytes", field: ReservedFields.Signature);
-        using var message = CanonicalMessage(header);
-        var verified = early?.TryGetResult(message.WrittenSpan, signature, key) ?? Ed25519.Verify(key.PublicKey, message.WrittenSpan, signature);
+        // Where the guess verified exactly the canonical message, its verdict counts, and the message is never built.
+        var verified = early?.TryGetResult(header, signature, key) ?? VerifyCanonical(header, signature, key);
         if (!verified)
             throw Errors.Create(ErrorCode.SignatureMismatch, "signature verification failed" + kidMismatch, field: ReservedFields.Signature);
+    }
+
+    private static bool VerifyCanonical(SafetensorsHeader header, ReadOnlySpan<byte> signature, VerificationKey key)
+    {
+        using var message = CanonicalMessage(header);
+        return Ed25519.Verify(key.PublicKey, message.WrittenSpan, signature);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
