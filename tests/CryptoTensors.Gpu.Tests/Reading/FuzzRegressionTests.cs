@@ -213,16 +213,30 @@ public class FuzzRegressionTests
         CryptoTensorsWriter.Write(path, tensors, new WriterOptions { MasterKey = m, SigningKey = s, ChunkSize = 1 });
         var bytes = File.ReadAllBytes(path);
         var headerBytes = (long)BitConverter.ToUInt64(bytes, 0);
-        // Warm the code paths (JIT, pools, the verifier) so that only the open itself is measured.
+        // Warm the code paths (JIT, the verifier) so that only the open itself is measured.
         CryptoTensorsReader.Open(path, TestModels.Keys(m, s)).Dispose();
         var pathOpen = Allocated(() => CryptoTensorsReader.Open(path, TestModels.Keys(m, s)).Dispose());
         var before = GC.GetTotalAllocatedBytes(precise: true);
         using (await CryptoTensorsStreamReader.OpenAsync(new MemoryStream(bytes), "many", TestModels.Keys(m, s))) { }
         var streamOpen = GC.GetTotalAllocatedBytes(precise: true) - before;
         TestContext.Out.WriteLine($"header {headerBytes:N0} bytes; path open {pathOpen:N0} ({(double)pathOpen / headerBytes:F2} x), stream open {streamOpen:N0} ({(double)streamOpen / headerBytes:F2} x)");
-        // Measured here: 3.6 and 4.2. Before the fix each was about 0.7 to 1 more (a second copy of the signed message; a
-        // header buffer doubling from 1 MiB), and the 100,000-tensor file went past 4 × input + 64 MiB.
-        Assert.That(pathOpen, Is.LessThan(4.1 * headerBytes), "path reader");
-        Assert.That(streamOpen, Is.LessThan(4.6 * headerBytes), "stream reader");
+        // The path reader's open also rents its signed-message copies from the shared pool, so its total depends on what
+        // the pool holds (3.6 x here with a warm pool, 5.5 x once a full GC has trimmed it): bounded loosely here, and
+        // the copy the fix removed is checked exactly below.
+        Assert.That(pathOpen, Is.LessThan(6.0 * headerBytes), "path reader");
+        // The stream reader's header buffers: 4.2 x here (5.4 x before, the buffer doubling from 1 MiB).
+        Assert.That(streamOpen, Is.LessThan(4.8 * headerBytes), "stream reader");
+
+        // The signature check confirms the parallel guess by comparing the canonical serialization in place: it costs a
+        // 64 KiB scratch, not a copy of the header (before the fix: the message, rebuilt whole, header-sized).
+        var header = SafetensorsHeader.Parse(bytes.AsSpan(8, (int)headerBytes), null);
+        var signature = Convert.FromBase64String(header.Metadata![ReservedFields.Signature]);
+        var raw = bytes.AsSpan(8, (int)headerBytes).ToArray();
+        var early = SpeculativeSignature.Start(raw, s.Public)!;
+        bool? verdict = null;
+        var confirming = Allocated(() => verdict = early.TryGetResult(SafetensorsHeader.ParseOwned(raw, null), signature, s.Public));
+        var parsing = Allocated(() => SafetensorsHeader.ParseOwned(raw, null));
+        Assert.That(verdict, Is.True);
+        Assert.That(confirming - parsing, Is.LessThan(headerBytes / 10), $"confirming the guess allocated {confirming - parsing:N0} bytes beyond the parse");
     }
 }
