@@ -7,8 +7,11 @@ using CryptoTensors.Gpu.Reading;
 namespace CryptoTensors.Gpu.Fuzz;
 
 /// <summary>Runs one case through the path reader, the streaming reader and the policy engine, and judges the outcome.</summary>
-internal sealed class Executor(Corpus corpus)
+internal sealed class Executor(Corpus corpus, MemoryWatch memory)
 {
+    /// <summary>Inputs from this size start their memory windows after a full collection.</summary>
+    private const long CollectFrom = 4L << 20;
+
     private readonly string _path = Path.Combine(Path.GetTempPath(), $"ctfuzz-{Environment.ProcessId}.safetensors");
     private static readonly TimeProvider Clock = new FixedClock(new DateTimeOffset(2030, 1, 2, 3, 4, 5, TimeSpan.Zero));
     private static readonly JsonElement Context = JsonDocument.Parse("""{"tier":"pro","licence":"abc"}""").RootElement.Clone();
@@ -32,6 +35,7 @@ internal sealed class Executor(Corpus corpus)
         }
         using (input)
         {
+            memory.Reset(c.InputBytes >= CollectFrom);
             var before = GC.GetTotalAllocatedBytes();
             string outcome;
             try
@@ -64,6 +68,7 @@ internal sealed class Executor(Corpus corpus)
             PolicyContext = Context,
         };
 
+        memory.Reset(c.InputBytes >= CollectFrom);
         var before = GC.GetTotalAllocatedBytes();
         Dictionary<string, long>? pathHashes = null;
         CryptoTensorsException? pathError = null;
@@ -85,6 +90,7 @@ internal sealed class Executor(Corpus corpus)
         }
         CheckAllocated(before, budget, $"path reader (open: {LastOpenAllocated:N0} bytes)");
 
+        memory.Reset(c.InputBytes >= CollectFrom);
         before = GC.GetTotalAllocatedBytes();
         Dictionary<string, long>? streamHashes = null;
         CryptoTensorsException? streamError = null;
@@ -127,10 +133,13 @@ internal sealed class Executor(Corpus corpus)
     private static bool ByDesignDifference(CryptoTensorsException? pathError, CryptoTensorsException? streamError)
         => streamError?.Code == ErrorCode.TensorTooLarge || pathError?.Code == ErrorCode.TensorTooLarge;
 
-    private static void CheckAllocated(long before, long budget, string what)
+    /// <summary>Checks a window's allocation and resident-set growth against the case's bound.</summary>
+    private void CheckAllocated(long before, long budget, string what)
     {
         var allocated = GC.GetTotalAllocatedBytes() - before;
         if (allocated > budget) throw new Finding("memory", $"{what} allocated {allocated:N0} bytes, above the bound {budget:N0}");
+        var grown = memory.Growth;
+        if (grown > budget) throw new Finding("memory", $"{what}: the resident set grew by {grown:N0} bytes, above the bound {budget:N0}");
     }
 
     /// <summary>What the last path-reader open allocated (reported with memory findings).</summary>
