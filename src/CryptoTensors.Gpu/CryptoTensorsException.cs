@@ -174,6 +174,11 @@ public enum ErrorCode
     /// <see cref="IncompleteBuffer"/>). Replacing it by a rename is not a change: the open file is still read.
     /// </summary>
     FileChanged,
+    /// <summary>
+    /// A header exceeds a documented resource bound (<see cref="Format.HeaderLimits"/>: tensor count, metadata entries,
+    /// shape rank); docs/BOUNDS.md lists them all.
+    /// </summary>
+    LimitExceeded,
 }
 
 /// <summary>
@@ -217,7 +222,7 @@ public class CryptoTensorsException : Exception
             or ErrorCode.ValidationOverflow or ErrorCode.MisalignedSlice or ErrorCode.TensorInvalidInfo
             or ErrorCode.IncompleteBuffer or ErrorCode.NestingTooDeep or ErrorCode.TensorNotFound
             or ErrorCode.DestinationSize or ErrorCode.ElementSizeMismatch or ErrorCode.TensorTooLarge
-            or ErrorCode.FileChanged => ErrorKind.Malformed,
+            or ErrorCode.FileChanged or ErrorCode.LimitExceeded => ErrorKind.Malformed,
         ErrorCode.InvalidCryptoField or ErrorCode.MissingVersion or ErrorCode.UnsupportedVersion
             or ErrorCode.InvalidChunkSize or ErrorCode.UnsupportedAlgorithm or ErrorCode.StrippedEncryption
             or ErrorCode.NotEncrypted => ErrorKind.CryptoHeader,

@@ -178,7 +178,7 @@ internal sealed class EncryptionEntry
     /// </summary>
     internal static Dictionary<string, EncryptionEntry> Parse(string json)
     {
-        var rented = System.Buffers.ArrayPool<byte>.Shared.Rent(System.Text.Encoding.UTF8.GetMaxByteCount(json.Length));
+        var rented = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(1, System.Text.Encoding.UTF8.GetByteCount(json)));
         try
         {
             var n = System.Text.Encoding.UTF8.GetBytes(json, rented);
@@ -238,6 +238,7 @@ internal sealed class EncryptionEntry
         while (true)
         {
             if (!TryString(s, ref i, out var name, inString) || !IsPlainName(s[name]) || !Expect(s, ref i, (byte)':') || !Expect(s, ref i, (byte)'{')) return null;
+            if (result.Count == HeaderLimits.MaxTensorCount) return null;
             var tensor = System.Text.Encoding.UTF8.GetString(s[name]);
             ref var slot = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(result, tensor, out var exists);
             if (exists) return null;
@@ -370,7 +371,7 @@ internal sealed class EncryptionEntry
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static Dictionary<string, EncryptionEntry> ParseGeneral(ReadOnlySpan<byte> utf8)
     {
-        var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { MaxDepth = 16 });
+        var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { MaxDepth = HeaderLimits.MaxReservedFieldDepth });
         var result = new Dictionary<string, EncryptionEntry>(StringComparer.Ordinal);
         string? tensor = null;
         try
@@ -380,6 +381,8 @@ internal sealed class EncryptionEntry
             var fields = new byte[FieldNames.Length][];
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
+                if (result.Count == HeaderLimits.MaxTensorCount)
+                    throw Errors.Create(ErrorCode.InvalidCryptoField, $"more than {HeaderLimits.MaxTensorCount} entries", field: ReservedFields.Encryption);
                 tensor = reader.GetString()!;
                 ref var slot = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(result, tensor, out var exists);
                 if (exists) throw Errors.Create(ErrorCode.InvalidCryptoField, "duplicate entry", tensor: tensor, field: ReservedFields.Encryption);
@@ -493,7 +496,7 @@ internal static class StrictJson
     {
         try
         {
-            return JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 16, AllowDuplicateProperties = false });
+            return JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = HeaderLimits.MaxReservedFieldDepth, AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {

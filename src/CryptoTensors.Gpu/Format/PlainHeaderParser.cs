@@ -41,6 +41,7 @@ internal static class PlainHeaderParser
             }
             else
             {
+                if (tensors.Count == HeaderLimits.MaxTensorCount) return false;
                 var name = Encoding.UTF8.GetString(s[key]);
                 ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(byName, name, out var exists);
                 if (exists || !TryTensor(s, ref i, name, Raw(key, canonical: true), out var tensor)) return false;
@@ -90,6 +91,7 @@ internal static class PlainHeaderParser
             var deferred = v.End.Value - v.Start.Value >= DeferredValueBytes;
             var value = deferred ? null : Unescape(s[v], vEscaped);
             if (!deferred && value is null) return false;
+            if (metadata.Count == HeaderLimits.MaxMetadataEntries) return false;
             if (!metadata.TryAdd(new RawMetadataEntry(key, Raw(k, kCanonical), Raw(v, vCanonical), vEscaped), value)) return false;
             var next = Peek(s, ref i);
             i++;

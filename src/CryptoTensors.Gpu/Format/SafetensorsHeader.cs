@@ -18,7 +18,7 @@ public sealed class SafetensorsHeader
     /// <summary>The largest header the reference accepts (bytes, padding included).</summary>
     public const long MaxHeaderLength = 100_000_000;
 
-    private const int MaxJsonDepth = 64;
+    private const int MaxJsonDepth = HeaderLimits.MaxJsonDepth;
     private readonly Dictionary<string, TensorInfo> _byName;
     private readonly byte[] _raw;
     private readonly HeaderMetadata? _metadata;
@@ -158,6 +158,8 @@ public sealed class SafetensorsHeader
                     metadata = ReadMetadata(ref reader, header);
                     continue;
                 }
+                if (tensors.Count == HeaderLimits.MaxTensorCount)
+                    throw Errors.Create(ErrorCode.LimitExceeded, $"the header lists more than {HeaderLimits.MaxTensorCount} tensors");
                 var rawName = RawOf(ref reader, header);
                 var key = reader.GetString()!;
                 ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(byName, key, out var exists);
@@ -285,6 +287,8 @@ public sealed class SafetensorsHeader
         {
             Read(ref reader);
             if (reader.TokenType == JsonTokenType.EndObject) return map;
+            if (map.Count == HeaderLimits.MaxMetadataEntries)
+                throw Errors.Create(ErrorCode.LimitExceeded, $"__metadata__ holds more than {HeaderLimits.MaxMetadataEntries} entries", field: "__metadata__");
             var rawKey = RawOf(ref reader, header);
             var key = reader.GetString()!;
             Read(ref reader);
@@ -327,7 +331,10 @@ public sealed class SafetensorsHeader
             {
                 const string field = "shape";
                 if (shape is not null) throw Duplicate(name, field);
-                var count = ReadU64Array(ref reader, name, field, values, out var large);
+                // Dimensions past the bound are only counted, never stored: a rank is refused before it sizes anything.
+                var count = ReadU64Array(ref reader, name, field, values, out var large, limit: HeaderLimits.MaxRank);
+                if (count > HeaderLimits.MaxRank)
+                    throw Errors.Create(ErrorCode.LimitExceeded, $"shape has {count} dimensions, more than the {HeaderLimits.MaxRank} allowed", tensor: name, field: field);
                 shape = large ?? values[..count].ToArray();
             }
             else if (reader.ValueTextEquals("data_offsets"u8))

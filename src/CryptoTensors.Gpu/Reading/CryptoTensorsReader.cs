@@ -301,10 +301,16 @@ public sealed class CryptoTensorsReader : IDisposable
     {
         if (!Base64Strict.TryDecode(signatureText, out var signature) || signature.Length != Ed25519.SignatureSize)
             throw Errors.Create(ErrorCode.InvalidSignatureFormat, "invalid signature format: expected padded standard base64 of 64 bytes", field: ReservedFields.Signature);
-        using var message = CanonicalMessage(header);
-        var verified = early?.TryGetResult(message.WrittenSpan, signature, key) ?? Ed25519.Verify(key.PublicKey, message.WrittenSpan, signature);
+        // Where the guess verified exactly the canonical message, its verdict counts, and the message is never built.
+        var verified = early?.TryGetResult(header, signature, key) ?? VerifyCanonical(header, signature, key);
         if (!verified)
             throw Errors.Create(ErrorCode.SignatureMismatch, "signature verification failed" + kidMismatch, field: ReservedFields.Signature);
+    }
+
+    private static bool VerifyCanonical(SafetensorsHeader header, ReadOnlySpan<byte> signature, VerificationKey key)
+    {
+        using var message = CanonicalMessage(header);
+        return Ed25519.Verify(key.PublicKey, message.WrittenSpan, signature);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -347,7 +353,9 @@ public sealed class CryptoTensorsReader : IDisposable
     public byte[] ReadTensor(string name)
     {
         var t = Info(name);
-        var buffer = GC.AllocateUninitializedArray<byte>(checked((int)t.ByteLength));
+        if (t.ByteLength > Array.MaxLength)
+            throw Errors.Create(ErrorCode.TensorTooLarge, $"the tensor holds {t.ByteLength} bytes, more than one array can ({Array.MaxLength}); read it with ReadTensor(name, span) or ReadInto", tensor: name);
+        var buffer = GC.AllocateUninitializedArray<byte>((int)t.ByteLength);
         ReadTensor(name, buffer);
         return buffer;
     }
@@ -494,7 +502,9 @@ public sealed class CryptoTensorsReader : IDisposable
                     var inside = chunkStart >= offset && chunkStart + chunkLen <= offset + destination.Length;
                     Span<byte> target;
                     if (inside) target = destination.Slice((int)(chunkStart - offset), chunkLen);
-                    else target = (scratch ??= GC.AllocateUninitializedArray<byte>((int)cs, pinned: true)).AsSpan(0, chunkLen);
+                    // The scratch holds one chunk, never more than the tensor: a signed chunk_size of 2 GiB over a small
+                    // tensor must not allocate 2 GiB.
+                    else target = (scratch ??= GC.AllocateUninitializedArray<byte>((int)Math.Min(cs, t.ByteLength), pinned: true)).AsSpan(0, chunkLen);
                     ReadAt(target, fileStart + chunkStart, name);
                     DecryptChunk(name, cipher, c.Entry, target, i);
                     if (!inside)

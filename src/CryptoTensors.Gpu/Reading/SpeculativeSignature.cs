@@ -1,5 +1,6 @@
 using System.Buffers;
 using CryptoTensors.Gpu.Crypto;
+using CryptoTensors.Gpu.Format;
 using CryptoTensors.Gpu.Keys;
 
 namespace CryptoTensors.Gpu.Reading;
@@ -9,7 +10,7 @@ namespace CryptoTensors.Gpu.Reading;
 /// on a guess of the signed message: the raw header without its <c>"__signature__"</c> member and without its padding.
 /// That is the signed message exactly when the stored header is the canonical serialization (FORMAT.md §4.1), as every
 /// writer emits it. The guess is used only once the canonical message has been rebuilt from the parsed header and found
-/// equal to it byte for byte, for the same signature and key (<see cref="TryGetResult"/>); otherwise it is discarded and
+/// equal to it byte for byte, for the same signature and key (<see cref="TryGetResult(SafetensorsHeader, ReadOnlySpan{byte}, VerificationKey)"/>); otherwise it is discarded and
 /// the canonical message is verified as usual. So what is verified never depends on the raw bytes, only when.
 /// </summary>
 internal sealed class SpeculativeSignature
@@ -77,9 +78,24 @@ internal sealed class SpeculativeSignature
     }
 
     /// <summary>
-    /// The verification result for <paramref name="message"/> (the canonical message rebuilt from the parsed header),
-    /// <paramref name="signature"/> and <paramref name="key"/>, when the guess was exactly that message, signature and
-    /// key; null when it was not (or no guess was made), and the caller verifies <paramref name="message"/> itself.
+    /// The verification result for the canonical message of <paramref name="header"/>, <paramref name="signature"/> and
+    /// <paramref name="key"/>, when the guess was exactly that message, signature and key; null when it was not (or no
+    /// guess was made), and the caller verifies the canonical message itself.
+    /// </summary>
+    public bool? TryGetResult(SafetensorsHeader header, ReadOnlySpan<byte> signature, VerificationKey key)
+    {
+        var g = _guess.GetAwaiter().GetResult();
+        if (g is null || !ReferenceEquals(key, _key) || !signature.SequenceEqual(g.Signature)) return null;
+        // The canonical message is compared, as it is serialized, with exactly the bytes the guess verified, and never
+        // kept: a many-tensor header costs no second copy of itself (issue 18, the fuzzer's memory bound).
+        using var compare = PooledBufferWriter.Comparing(_header, 0, g.Cut, g.CutEnd, g.End - g.CutEnd);
+        header.WriteCanonical(compare, ReservedFields.Signature);
+        return compare.MatchesExpected ? g.Verified : null;
+    }
+
+    /// <summary>
+    /// <see cref="TryGetResult(SafetensorsHeader, ReadOnlySpan{byte}, VerificationKey)"/> given the canonical message
+    /// itself (<paramref name="message"/>), with <paramref name="signature"/> and <paramref name="key"/>.
     /// </summary>
     public bool? TryGetResult(ReadOnlySpan<byte> message, ReadOnlySpan<byte> signature, VerificationKey key)
     {

@@ -32,6 +32,81 @@ public class SpeculativeSignatureTests : ManyTensorFileTests
         return [.. header[..at], .. Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(header[end..]).TrimEnd(' '))];
     }
 
+    /// <summary>The headers of the tests below: a writer's, a tampered one, a non-canonical one, and one whose raw guess was signed.</summary>
+    private byte[][] Scenarios()
+    {
+        var writer = Header();
+        var tampered = (byte[])writer.Clone();
+        tampered[Encoding.UTF8.GetString(tampered).IndexOf("\"lora.7.A\"", StringComparison.Ordinal) + 8] = (byte)'B';
+        var canonical = Encoding.UTF8.GetString(writer).TrimEnd(' ');
+        var noisy = canonical.Replace("]},\"", "]}, \"", StringComparison.Ordinal);
+        var at = noisy.IndexOf(",\"__signature__\":\"", StringComparison.Ordinal);
+        var end = at + SignatureMember.Length + 89;
+        var forged = new byte[Ed25519.SignatureSize];
+        Signer.Sign(Encoding.UTF8.GetBytes(noisy[..at] + noisy[end..]), forged);
+        var forgedHeader = Encoding.UTF8.GetBytes(noisy[..at] + ",\"__signature__\":\"" + Convert.ToBase64String(forged) + "\"" + noisy[end..]);
+        return [writer, tampered, Encoding.UTF8.GetBytes(noisy), forgedHeader];
+    }
+
+    [Test]
+    public void ComparingTheCanonicalSerializationInPlaceGivesTheVerdictOfTheBuiltMessage()
+    {
+        var expected = new bool?[] { true, false, null, null };
+        var scenarios = Scenarios();
+        for (var i = 0; i < scenarios.Length; i++)
+        {
+            var header = scenarios[i];
+            var parsed = SafetensorsHeader.Parse(header, null);
+            var (message, signature) = Canonical(header);
+            var early = SpeculativeSignature.Start(header, Signer.Public)!;
+            Assert.That(early.TryGetResult(message, signature, Signer.Public), Is.EqualTo(expected[i]), $"scenario {i}, built message");
+            Assert.That(early.TryGetResult(parsed, signature, Signer.Public), Is.EqualTo(expected[i]), $"scenario {i}, compared in place");
+        }
+    }
+
+    [Test]
+    public void AComparingWriterMatchesOnlyExactlyTheExpectedBytes()
+    {
+        var source = Encoding.UTF8.GetBytes("abcdef-XYZ-ghij");
+        bool Matches(params string[] writes)
+        {
+            using var w = PooledBufferWriter.Comparing(source, 0, 6, 11, 4); // "abcdef" ++ "ghij"
+            foreach (var part in writes)
+            {
+                if (part.StartsWith('#')) w.WriteNumber(ulong.Parse(part[1..], System.Globalization.CultureInfo.InvariantCulture));
+                else if (part.StartsWith('~'))
+                {
+                    var bytes = Encoding.UTF8.GetBytes(part[1..]);
+                    bytes.CopyTo(w.GetSpan(bytes.Length));
+                    w.Advance(bytes.Length);
+                }
+                else w.Write(Encoding.UTF8.GetBytes(part));
+            }
+            return w.MatchesExpected;
+        }
+        Assert.That(Matches("abcdefghij"), Is.True);
+        Assert.That(Matches("abc", "~def", "gh", "ij"), Is.True);
+        Assert.That(Matches("abcdefghi"), Is.False, "shorter");
+        Assert.That(Matches("abcdefghijk"), Is.False, "longer");
+        Assert.That(Matches("abcdefghiJ"), Is.False, "one byte differs");
+        Assert.That(Matches("abcdef-XYZ-"), Is.False, "the cut part");
+        using var numbers = PooledBufferWriter.Comparing(Encoding.UTF8.GetBytes("[12,345]"), 0, 4, 4, 4);
+        numbers.Write("["u8);
+        numbers.WriteNumber(12);
+        numbers.Write(","u8);
+        numbers.WriteNumber(345);
+        numbers.Write("]"u8);
+        Assert.That(numbers.MatchesExpected, Is.True);
+        var big = Encoding.UTF8.GetBytes(new string('q', 100_000) + "|" + new string('r', 100_000));
+        using var large = PooledBufferWriter.Comparing(big, 0, 100_000, 100_001, 100_000);
+        large.Write(big.AsSpan(0, 100_000));
+        large.Write(big.AsSpan(100_001, 99_999));
+        Assert.That(large.MatchesExpected, Is.False, "one byte short");
+        large.Write("r"u8);
+        Assert.That(large.MatchesExpected, Is.True);
+        Assert.Throws<InvalidOperationException>(() => _ = large.WrittenSpan.Length);
+    }
+
     [Test]
     public void OnAWriterHeaderTheGuessIsTheCanonicalMessageAndItsResultCounts()
     {

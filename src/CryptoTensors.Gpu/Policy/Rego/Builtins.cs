@@ -105,16 +105,26 @@ internal static class Builtins
     private static Value Concat(IBuiltinContext c, Value[] a)
     {
         var delim = Str(a, 0);
-        var sb = new StringBuilder();
-        var first = true;
+        // The output's length is known before it is built: charged first, so that a join whose result would be
+        // gigabytes (a long delimiter between many parts) fails at the step limit instead of building it.
+        long length = 0;
+        var count = 0L;
         foreach (var e in Elements(a[1], 2))
         {
             if (e is not StringValue s) throw new BuiltinException($"operand 2 must contain only strings but got {e.TypeName}");
+            length += s.Value.Length;
+            count++;
+        }
+        if (count > 1) length += (count - 1) * (long)delim.Length;
+        c.Charge(length / 16);
+        var sb = new StringBuilder((int)Math.Min(length, int.MaxValue));
+        var first = true;
+        foreach (var e in Elements(a[1], 2))
+        {
             if (!first) sb.Append(delim);
             first = false;
-            sb.Append(s.Value);
+            sb.Append(((StringValue)e).Value);
         }
-        c.Charge(sb.Length / 16);
         return new StringValue(sb.ToString());
     }
 
@@ -122,10 +132,23 @@ internal static class Builtins
     {
         var s = Str(a, 0);
         var d = Str(a, 1);
+        // Each part is a value of its own: one step per part, charged before any is built (a 4 MB input string split
+        // by "" would otherwise build millions of values past the step limit).
+        long count = 1;
+        if (d.Length == 0)
+        {
+            count = 0;
+            foreach (var _ in s.EnumerateRunes()) count++;
+        }
+        else
+        {
+            for (var at = s.IndexOf(d, StringComparison.Ordinal); at >= 0; at = s.IndexOf(d, at + d.Length, StringComparison.Ordinal)) count++;
+        }
+        c.Charge(count);
         string[] parts;
         if (d.Length == 0)
         {
-            var runes = new List<string>();
+            var runes = new List<string>((int)count);
             foreach (var r in s.EnumerateRunes()) runes.Add(r.ToString());
             parts = [.. runes];
         }
@@ -133,7 +156,6 @@ internal static class Builtins
         {
             parts = s.Split(d);
         }
-        c.Charge(parts.Length / 16);
         return new ArrayValue(Array.ConvertAll(parts, p => (Value)new StringValue(p)));
     }
 

@@ -1,0 +1,3 @@
+package model
+default allow = false
+allow { input.device == "cpu" }
