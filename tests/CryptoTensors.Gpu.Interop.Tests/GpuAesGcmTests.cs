@@ -12,10 +12,15 @@ namespace CryptoTensors.Gpu.Interop.Tests;
 /// <summary>
 /// The device AES-GCM kernels on ILGPU's CPU accelerator (the very kernels a CUDA accelerator runs): every Wycheproof
 /// AES-GCM vector with the format's parameters (12-byte IV, 16-byte tag), random messages against the BCL's AesGcm,
-/// tamper detection within a shared launch, and GCM's inc32 counter wrap against a host reference.
+/// tamper detection within a shared launch, and GCM's inc32 counter wrap against a host reference. Each fixture cuts
+/// messages into segments of another size (1 and 3 blocks: every message of more than one block is hashed and
+/// decrypted by several threads whose parts the reduction must put together; 256: the loader's default).
 /// </summary>
 [NonParallelizable]
-public class GpuAesGcmTests
+[TestFixture(1)]
+[TestFixture(3)]
+[TestFixture(GpuAesGcm.DefaultSegmentBlocks)]
+public class GpuAesGcmTests(int segmentBlocks)
 {
     private Context _context = null!;
     private Accelerator _accelerator = null!;
@@ -26,7 +31,7 @@ public class GpuAesGcmTests
     {
         _context = Context.Create(b => b.CPU());
         _accelerator = _context.CreateCPUAccelerator(0);
-        _gcm = new GpuAesGcm(_accelerator);
+        _gcm = new GpuAesGcm(_accelerator, segmentBlocks);
     }
 
     [OneTimeTearDown]

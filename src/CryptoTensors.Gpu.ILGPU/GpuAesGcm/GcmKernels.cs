@@ -27,6 +27,22 @@ internal struct GcmWorkItem
     public uint N0, N1, N2;
     /// <summary>Expected tag words (big-endian).</summary>
     public uint T0, T1, T2, T3;
+    /// <summary>First of the item's segments in the launch's segment list (set by <see cref="GpuAesGcm"/>).</summary>
+    public int SegmentFirst;
+    /// <summary>Number of the item's segments (0 for an empty message).</summary>
+    public int SegmentCount;
+}
+
+/// <summary>A run of 16-byte blocks of one message: the unit of parallel GHASH and of CTR decryption.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct GcmSegment
+{
+    /// <summary>The message (index into the work list).</summary>
+    public int Item;
+    /// <summary>Blocks in the segment (the last one of a message may be partial).</summary>
+    public int Blocks;
+    /// <summary>Index of the segment's first block in its message (0-based).</summary>
+    public long FirstBlock;
 }
 
 /// <summary>A 128-bit value as two big-endian halves.</summary>
@@ -44,10 +60,12 @@ internal struct Block
 /// <summary>
 /// The AES-GCM kernels: table-based AES (one 1 KiB T-table, rotated, and the S-box for the last round, both in device
 /// global memory), GCM's CTR (data from inc32(J0), 32-bit wrap), GHASH (bitwise GF(2^128) multiply, no key-dependent
-/// tables) and an OR-of-XORs tag comparison. One thread per message: it authenticates the ciphertext first and only
-/// then decrypts in place; a message whose tag fails is zeroed instead, so no unauthenticated plaintext ever exists,
-/// even on the device. Status: 1 = authenticated and decrypted, 2 = tag failure (zeroed); 0 (the initial value) = not
-/// processed, which the host treats as a failure.
+/// tables) and an OR-of-XORs tag comparison. Three launches over a work list of messages cut into segments of blocks:
+/// GHASH of every segment in parallel (each multiplied by its power of H), then per message the XOR of its segments,
+/// the lengths block, E(J0) and the tag comparison, then CTR decryption of every segment in parallel — only of
+/// messages whose tag matched; the others are zeroed, so no unauthenticated plaintext ever exists, even on the
+/// device. Status: 1 = authenticated and decrypted, 2 = tag failure (zeroed); 0 (the initial value) = not processed,
+/// which the host treats as a failure.
 /// </summary>
 internal static class GcmKernels
 {
@@ -60,53 +78,113 @@ internal static class GcmKernels
     /// <summary>Status of a message whose tag failed (its bytes zeroed).</summary>
     public const int TagMismatch = 2;
 
-    /// <summary>The kernel: item <paramref name="index"/> of <paramref name="items"/>.</summary>
-    public static void Decrypt(Index1D index, ArrayView<byte> data, ArrayView<GcmWorkItem> items, ArrayView<uint> roundKeys,
-        ArrayView<uint> te, ArrayView<byte> sbox, ArrayView<byte> aad, ArrayView<int> status, int rounds)
+    /// <summary>
+    /// Parallel GHASH, step 1 (one thread per segment): Horner over the segment's ciphertext blocks, times the power of H
+    /// that places it in the message's sum: P·H^(n+1-last) where n is the message's block count and last the segment's
+    /// last block (1-based), so the message's GHASH is the XOR of its segments' values, the AAD's and L·H.
+    /// </summary>
+    public static void GhashSegments(Index1D index, ArrayView<byte> data, ArrayView<GcmWorkItem> items, ArrayView<GcmSegment> segments,
+        ArrayView<uint> roundKeys, ArrayView<uint> te, ArrayView<byte> sbox, ArrayView<ulong> partials, int rounds)
+    {
+        var seg = segments[index];
+        var item = items[seg.Item];
+        var h = HashKey(item, roundKeys, rounds, te, sbox);
+        U128 y;
+        y.Hi = 0;
+        y.Lo = 0;
+        var start = item.DataOffset + seg.FirstBlock * 16;
+        var end = Math.Min(item.DataOffset + item.Length, start + (long)seg.Blocks * 16);
+        for (var o = start; o < end; o += 16) y = GfMul(Xor(y, Load(data, o, (int)Math.Min(16L, end - o))), h);
+        var blocks = ((long)item.Length + 15) / 16;
+        y = GfMul(y, Pow(h, blocks - (seg.FirstBlock + seg.Blocks) + 1));
+        partials[2L * index] = y.Hi;
+        partials[2L * index + 1] = y.Lo;
+    }
+
+    /// <summary>
+    /// Parallel GHASH, step 2 (one thread per message): the AAD, the segments' values (an XOR tree of depth one: addition
+    /// in GF(2^128)), the lengths block, E(J0), and the OR-of-XORs comparison; writes the status, decrypts nothing.
+    /// </summary>
+    public static void VerifyTags(Index1D index, ArrayView<byte> aad, ArrayView<GcmWorkItem> items, ArrayView<uint> roundKeys,
+        ArrayView<uint> te, ArrayView<byte> sbox, ArrayView<ulong> partials, ArrayView<int> status, int rounds)
     {
         var item = items[index];
-        var k = (long)item.KeyIndex * KeyStride;
-        var hb = Encrypt(0, 0, 0, 0, roundKeys, k, rounds, te, sbox);
-        U128 h;
-        h.Hi = ((ulong)hb.A << 32) | hb.B;
-        h.Lo = ((ulong)hb.C << 32) | hb.D;
+        var h = HashKey(item, roundKeys, rounds, te, sbox);
         U128 y;
         y.Hi = 0;
         y.Lo = 0;
         for (long o = 0; o < item.AadLength; o += 16)
             y = GfMul(Xor(y, Load(aad, item.AadOffset + o, (int)Math.Min(16L, item.AadLength - o))), h);
-        for (long o = 0; o < item.Length; o += 16)
-            y = GfMul(Xor(y, Load(data, item.DataOffset + o, (int)Math.Min(16L, item.Length - o))), h);
+        var blocks = ((long)item.Length + 15) / 16;
+        y = GfMul(y, Pow(h, blocks + 1));
+        for (var j = 0; j < item.SegmentCount; j++)
+        {
+            var at = 2L * (item.SegmentFirst + j);
+            y.Hi ^= partials[at];
+            y.Lo ^= partials[at + 1];
+        }
         U128 lengths;
         lengths.Hi = (ulong)item.AadLength * 8;
         lengths.Lo = (ulong)item.Length * 8;
-        y = GfMul(Xor(y, lengths), h);
+        y = Xor(y, GfMul(lengths, h));
+        var k = (long)item.KeyIndex * KeyStride;
         var ej0 = Encrypt(item.N0, item.N1, item.N2, item.J0Counter, roundKeys, k, rounds, te, sbox);
         var tagHi = y.Hi ^ (((ulong)ej0.A << 32) | ej0.B);
         var tagLo = y.Lo ^ (((ulong)ej0.C << 32) | ej0.D);
-        // Constant-time style: every bit of the tag is compared, the decision taken once on the OR of the XORs.
         var diff = (tagHi ^ (((ulong)item.T0 << 32) | item.T1)) | (tagLo ^ (((ulong)item.T2 << 32) | item.T3));
-        if (diff == 0)
+        status[index] = diff == 0 ? Authenticated : TagMismatch;
+    }
+
+    /// <summary>
+    /// Step 3 (one thread per segment): CTR decryption in place of an authenticated message's segment (counter
+    /// inc32(J0) + first block, 32-bit wrap); a segment of a message that failed (or was never verified) is zeroed.
+    /// </summary>
+    public static void CtrSegments(Index1D index, ArrayView<byte> data, ArrayView<GcmWorkItem> items, ArrayView<GcmSegment> segments,
+        ArrayView<uint> roundKeys, ArrayView<uint> te, ArrayView<byte> sbox, ArrayView<int> status, int rounds)
+    {
+        var seg = segments[index];
+        var item = items[seg.Item];
+        var start = item.DataOffset + seg.FirstBlock * 16;
+        var end = Math.Min(item.DataOffset + item.Length, start + (long)seg.Blocks * 16);
+        if (status[seg.Item] != Authenticated)
         {
-            var counter = item.J0Counter;
-            for (long o = 0; o < item.Length; o += 16)
-            {
-                counter = unchecked(counter + 1); // inc32: the low 32 bits wrap, the nonce words never change
-                var ks = Encrypt(item.N0, item.N1, item.N2, counter, roundKeys, k, rounds, te, sbox);
-                var n = (int)Math.Min(16L, item.Length - o);
-                for (var j = 0; j < n; j++)
-                {
-                    var at = item.DataOffset + o + j;
-                    data[at] = (byte)(data[at] ^ KeystreamByte(ks, j));
-                }
-            }
-            status[index] = Authenticated;
+            for (var o = start; o < end; o++) data[o] = 0;
+            return;
         }
-        else
+        var k = (long)item.KeyIndex * KeyStride;
+        var counter = unchecked(item.J0Counter + (uint)seg.FirstBlock); // inc32 applied FirstBlock times, then once per block
+        for (var o = start; o < end; o += 16)
         {
-            for (long o = 0; o < item.Length; o++) data[item.DataOffset + o] = 0;
-            status[index] = TagMismatch;
+            counter = unchecked(counter + 1);
+            var ks = Encrypt(item.N0, item.N1, item.N2, counter, roundKeys, k, rounds, te, sbox);
+            var n = (int)Math.Min(16L, end - o);
+            for (var j = 0; j < n; j++) data[o + j] = (byte)(data[o + j] ^ KeystreamByte(ks, j));
         }
+    }
+
+    private static U128 HashKey(GcmWorkItem item, ArrayView<uint> roundKeys, int rounds, ArrayView<uint> te, ArrayView<byte> sbox)
+    {
+        var hb = Encrypt(0, 0, 0, 0, roundKeys, (long)item.KeyIndex * KeyStride, rounds, te, sbox);
+        U128 h;
+        h.Hi = ((ulong)hb.A << 32) | hb.B;
+        h.Lo = ((ulong)hb.C << 32) | hb.D;
+        return h;
+    }
+
+    /// <summary>H^e by square-and-multiply (e ≥ 0).</summary>
+    private static U128 Pow(U128 h, long e)
+    {
+        U128 r;
+        r.Hi = 0x8000000000000000UL; // the field's 1 in GCM's bit order
+        r.Lo = 0;
+        var b = h;
+        while (e > 0)
+        {
+            if ((e & 1) != 0) r = GfMul(r, b);
+            b = GfMul(b, b);
+            e >>= 1;
+        }
+        return r;
     }
 
     private static byte KeystreamByte(Block ks, int j)

@@ -13,18 +13,31 @@ namespace CryptoTensors.Gpu.ILGPU;
 /// </summary>
 internal sealed class GpuAesGcm : IDisposable
 {
+    /// <summary>Default segment: 256 blocks (4 KiB), so a 2 MiB chunk is hashed and decrypted by 512 threads.</summary>
+    public const int DefaultSegmentBlocks = 256;
+
     private readonly Accelerator _accelerator;
-    private readonly Action<Index1D, ArrayView<byte>, ArrayView<GcmWorkItem>, ArrayView<uint>, ArrayView<uint>, ArrayView<byte>, ArrayView<byte>, ArrayView<int>, int> _kernel;
+    private readonly Action<Index1D, ArrayView<byte>, ArrayView<GcmWorkItem>, ArrayView<GcmSegment>, ArrayView<uint>, ArrayView<uint>, ArrayView<byte>, ArrayView<ulong>, int> _ghash;
+    private readonly Action<Index1D, ArrayView<byte>, ArrayView<GcmWorkItem>, ArrayView<uint>, ArrayView<uint>, ArrayView<byte>, ArrayView<ulong>, ArrayView<int>, int> _verify;
+    private readonly Action<Index1D, ArrayView<byte>, ArrayView<GcmWorkItem>, ArrayView<GcmSegment>, ArrayView<uint>, ArrayView<uint>, ArrayView<byte>, ArrayView<int>, int> _ctr;
+    private readonly int _segmentBlocks;
     private readonly MemoryBuffer1D<uint, Stride1D.Dense> _te;
     private readonly MemoryBuffer1D<byte, Stride1D.Dense> _sbox;
     private readonly MemoryBuffer1D<byte, Stride1D.Dense> _noAad;
 
-    public GpuAesGcm(Accelerator accelerator)
+    /// <summary>Kernels for <paramref name="accelerator"/>; messages are cut into segments of <paramref name="segmentBlocks"/> 16-byte blocks.</summary>
+    public GpuAesGcm(Accelerator accelerator, int segmentBlocks = DefaultSegmentBlocks)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(segmentBlocks, 1);
         _accelerator = accelerator;
+        _segmentBlocks = segmentBlocks;
         accelerator.Bind();
-        _kernel = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<byte>, ArrayView<GcmWorkItem>, ArrayView<uint>, ArrayView<uint>, ArrayView<byte>,
-            ArrayView<byte>, ArrayView<int>, int>(GcmKernels.Decrypt);
+        _ghash = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<byte>, ArrayView<GcmWorkItem>, ArrayView<GcmSegment>, ArrayView<uint>, ArrayView<uint>,
+            ArrayView<byte>, ArrayView<ulong>, int>(GcmKernels.GhashSegments);
+        _verify = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<byte>, ArrayView<GcmWorkItem>, ArrayView<uint>, ArrayView<uint>, ArrayView<byte>,
+            ArrayView<ulong>, ArrayView<int>, int>(GcmKernels.VerifyTags);
+        _ctr = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<byte>, ArrayView<GcmWorkItem>, ArrayView<GcmSegment>, ArrayView<uint>, ArrayView<uint>,
+            ArrayView<byte>, ArrayView<int>, int>(GcmKernels.CtrSegments);
         _te = accelerator.Allocate1D(AesTables.Te0);
         _sbox = accelerator.Allocate1D(AesTables.SBox);
         _noAad = accelerator.Allocate1D<byte>(1);
@@ -68,10 +81,25 @@ internal sealed class GpuAesGcm : IDisposable
             for (var i = 0; i < keyCount; i++) AesTables.Expand(keys.Slice(i * keySize, keySize), words.AsSpan(i * GcmKernels.KeyStride, GcmKernels.KeyStride));
             roundKeys = _accelerator.Allocate1D(words);
             CryptographicZero(words);
-            using var list = _accelerator.Allocate1D(items.ToArray());
+            var work = items.ToArray();
+            var segments = new List<GcmSegment>();
+            for (var i = 0; i < work.Length; i++)
+            {
+                var blocks = ((long)work[i].Length + 15) / 16;
+                work[i].SegmentFirst = segments.Count;
+                for (long f = 0; f < blocks; f += _segmentBlocks)
+                    segments.Add(new GcmSegment { Item = i, FirstBlock = f, Blocks = (int)Math.Min(_segmentBlocks, blocks - f) });
+                work[i].SegmentCount = segments.Count - work[i].SegmentFirst;
+            }
+            using var list = _accelerator.Allocate1D(work);
+            using var segs = _accelerator.Allocate1D(segments.Count > 0 ? segments.ToArray() : [default(GcmSegment)]);
+            using var partials = _accelerator.Allocate1D<ulong>(Math.Max(1, 2L * segments.Count));
             using var status = _accelerator.Allocate1D<int>(items.Length);
             status.MemSetToZero();
-            _kernel(items.Length, data, list.View, roundKeys.View, _te.View, _sbox.View, aad.Length > 0 ? aad : _noAad.View, status.View, rounds);
+            ArrayView<byte> aadView = aad.Length > 0 ? aad : _noAad.View.AsContiguous();
+            if (segments.Count > 0) _ghash(segments.Count, data, list.View, segs.View, roundKeys.View, _te.View, _sbox.View, partials.View, rounds);
+            _verify(work.Length, aadView, list.View, roundKeys.View, _te.View, _sbox.View, partials.View, status.View, rounds);
+            if (segments.Count > 0) _ctr(segments.Count, data, list.View, segs.View, roundKeys.View, _te.View, _sbox.View, status.View, rounds);
             _accelerator.Synchronize();
             return status.GetAsArray1D();
         }
