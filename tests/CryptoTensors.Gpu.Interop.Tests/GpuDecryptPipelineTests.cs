@@ -229,6 +229,29 @@ public class GpuDecryptPipelineTests
     }
 
     [Test]
+    public void ABaseIvWhoseChunkCounterWouldOverflowIsRefusedAsOnTheCpuPath([Values(DecryptSite.Cpu, DecryptSite.Gpu)] DecryptSite site)
+    {
+        // Tensor "b" has 5 chunks of 1024 bytes: a base_iv counter of 0xFFFFFFFD reaches 0xFFFFFFFF at chunk 2 and would
+        // need 2^32 at chunk 3. The chunk nonce is never wrapped (FORMAT §3.4): both paths refuse before any byte moves.
+        using var tmp = new TempDir();
+        var (path, _, master, signer) = Model(tmp, 2);
+        using var _m = master;
+        using var _s = signer;
+        TestModels.MutateAndResign(path, signer, meta =>
+        {
+            var enc = System.Text.Json.Nodes.JsonNode.Parse(meta[ReservedFields.Encryption])!;
+            var iv = Convert.FromBase64String(enc["b"]!["base_iv"]!.GetValue<string>());
+            iv[8] = 0xFF; iv[9] = 0xFF; iv[10] = 0xFF; iv[11] = 0xFD;
+            enc["b"]!["base_iv"] = Convert.ToBase64String(iv);
+            meta[ReservedFields.Encryption] = enc.ToJsonString();
+        });
+        using var reader = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
+        var cpu = Assert.Catch<CryptoTensorsException>(() => reader.ReadTensor("b"));
+        var ex = Assert.Catch<CryptoTensorsException>(() => IlgpuLoader.Load(_accelerator, reader, new DeviceLoadOptions { DecryptOn = site }));
+        Assert.That((ex!.GetType(), ex.Code, ex.Tensor), Is.EqualTo((cpu!.GetType(), ErrorCode.IvCounterOverflow, "b")), ex.Message);
+    }
+
+    [Test]
     public void AFileTruncatedAfterOpenFailsTheSameWayOnBothPaths([Values(DecryptSite.Cpu, DecryptSite.Gpu)] DecryptSite site)
     {
         using var tmp = new TempDir();
