@@ -57,7 +57,8 @@ public class IlgpuLoaderTests
     }
 
     [Test]
-    public void AnEncryptedModelLoadsIntoIlgpuBuffersWithTheSameBytes([ValueSource(nameof(Kinds))] string kind, [Values(1, 2)] int version)
+    public void AnEncryptedModelLoadsIntoIlgpuBuffersWithTheSameBytes([ValueSource(nameof(Kinds))] string kind, [Values(1, 2)] int version,
+        [Values(DecryptSite.Cpu, DecryptSite.Gpu)] DecryptSite site)
     {
         var (context, accelerator) = Open(kind);
         using var _c = context;
@@ -67,7 +68,8 @@ public class IlgpuLoaderTests
         using var _m = master;
         using var _s = signer;
         using var reader = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
-        using var model = IlgpuLoader.Load(accelerator, reader, new DeviceLoadOptions { Slots = 3, SlotBytes = 8192 });
+        using var model = IlgpuLoader.Load(accelerator, reader, new DeviceLoadOptions { Slots = 3, SlotBytes = 8192, DecryptOn = site });
+        Assert.That(model.DecryptedOn, Is.EqualTo(site));
         var want = TestModels.Plain(tensors);
         foreach (var t in tensors)
         {
@@ -80,7 +82,7 @@ public class IlgpuLoaderTests
     }
 
     [Test]
-    public void ATamperedChunkLeavesEveryBufferZeroedAndNamesTheTensor([ValueSource(nameof(Kinds))] string kind)
+    public void ATamperedChunkLeavesEveryBufferZeroedAndNamesTheTensor([ValueSource(nameof(Kinds))] string kind, [Values(DecryptSite.Cpu, DecryptSite.Gpu)] DecryptSite site)
     {
         var (context, accelerator) = Open(kind);
         using var _c = context;
@@ -99,8 +101,12 @@ public class IlgpuLoaderTests
             f.WriteByte((byte)(b ^ 4));
         }
         using var reader = CryptoTensorsReader.Open(path, TestModels.Keys(master, signer));
-        var ex = Assert.Throws<DecryptionException>(() => IlgpuLoader.Load(accelerator, reader));
+        byte[]? left = null;
+        var ex = Assert.Throws<DecryptionException>(() => IlgpuLoader.Load(accelerator, reader, new DeviceLoadOptions { DecryptOn = site }, null, default,
+            buffer => left = buffer.GetAsArray1D()));
         Assert.That((ex!.Tensor, ex.Chunk), Is.EqualTo(("big", 100_000L / 4096)));
+        Assert.That(left, Is.Not.Null.And.Not.Empty);
+        Assert.That(left!.All(b => b == 0), Is.True, "every destination is zeroed before the buffer is freed");
     }
 
     [Test]

@@ -26,11 +26,13 @@ internal static unsafe class BenchCommand
         var dir = WorkloadOptions.Dir();
         var repeat = WorkloadOptions.Repeat("Runs of each load (at least; loads into reused memory run on until 0.25 s have passed, at most 200); the best is reported");
         var readPath = WorkloadOptions.ReadPath();
-        var device = new Option<string?>("--device") { Description = "cuda:N: measure loads to that GPU instead (pinned-copy limit, plain, encrypted, TorchSharp, ILGPU)" };
+        var device = new Option<string?>("--device") { Description = "cuda:N: measure loads to that GPU instead (pinned-copy limit, plain, encrypted, TorchSharp, ILGPU); cpu-ilgpu: the device AES-GCM kernels and ILGPU loads on ILGPU's CPU accelerator (a sanity figure, not a GPU rate)" };
+        var decryptOn = new Option<string>("--decrypt-on") { Description = "With --device: the ILGPU encrypted loads to measure: cpu (host decrypts into the ring), gpu (ciphertext through the ring, device kernels decrypt), or both (default)", DefaultValueFactory = _ => "both" };
+        decryptOn.AcceptOnlyFromAmong("cpu", "gpu", "both");
         var remoteKeys = new RemoteKeyOptions();
         var cmd = new Command("bench", "Measure plain vs encrypted loads of a deterministic workload on this machine (with --key-url: under the key server's master key, fetched through the provider).")
         {
-            workload, json, dir, repeat, readPath, device,
+            workload, json, dir, repeat, readPath, device, decryptOn,
         };
         remoteKeys.AddTo(cmd);
         cmd.SetAction(r => io.Guard(() =>
@@ -39,7 +41,7 @@ internal static unsafe class BenchCommand
             if (r.GetValue(device) is { } d)
             {
                 if (remote is not null) throw new ArgumentException("--key-url applies to the CPU bench only (not with --device)");
-                return DeviceBenchCommand.Run(io, r.GetValue(workload)!, d, r.GetValue(json), r.GetValue(dir), Math.Max(1, r.GetValue(repeat)));
+                return DeviceBenchCommand.Run(io, r.GetValue(workload)!, d, r.GetValue(json), r.GetValue(dir), Math.Max(1, r.GetValue(repeat)), r.GetValue(decryptOn)!);
             }
             var first = remoteKeys.FirstUrl(r);
             if (remote is not null && first is null) throw new ArgumentException("bench takes its master key from the first --key-url; give one");

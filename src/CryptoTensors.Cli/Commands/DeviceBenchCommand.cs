@@ -22,8 +22,9 @@ namespace CryptoTensors.Cli.Commands;
 /// </summary>
 internal static unsafe class DeviceBenchCommand
 {
-    public static int Run(CliIO io, string workload, string deviceName, bool asJson, string? dirOption, int repeat)
+    public static int Run(CliIO io, string workload, string deviceName, bool asJson, string? dirOption, int repeat, string decryptOn = "both")
     {
+        if (deviceName == "cpu-ilgpu") return IlgpuCpuBench.Run(io, workload, asJson, dirOption, repeat, decryptOn);
         var ordinal = ParseDevice(deviceName);
         using var device = CudaDevice.Open(ordinal);
         var dir = dirOption ?? Path.Combine(Path.GetTempPath(), "ctensors-gpubench-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
@@ -83,7 +84,13 @@ internal static unsafe class DeviceBenchCommand
                 ["peak_host_rss_over_ring_plus_baseline"] = peak is { } p && rssBefore is { } b ? Math.Round((double)(p - b) / ring.Length, 3) : -1,
             };
             AddOptional(r, "torchsharp", bytes, limit, () => TorchSharpLoad(v2, keys, ordinal, repeat, withRing));
-            AddOptional(r, "ilgpu", bytes, limit, () => IlgpuLoad(v2, keys, ordinal, repeat, withRing));
+            // ILGPU: the plain file, and the encrypted one decrypted on the host (into the ring) and on the device (ciphertext
+            // through the ring, the AES-GCM kernels in device memory), each with the host CPU time it used.
+            AddOptional(r, "ilgpu_plain", bytes, limit, () => IlgpuLoad(plain, noKeys, ordinal, repeat, withRing, r, "ilgpu_plain"));
+            if (decryptOn is "cpu" or "both")
+                AddOptional(r, "ilgpu", bytes, limit, () => IlgpuLoad(v2, keys, ordinal, repeat, withRing with { DecryptOn = DecryptSite.Cpu }, r, "ilgpu"));
+            if (decryptOn is "gpu" or "both")
+                AddOptional(r, "ilgpu_gpu_decrypt", bytes, limit, () => IlgpuLoad(v2, keys, ordinal, repeat, withRing with { DecryptOn = DecryptSite.Gpu }, r, "ilgpu_gpu_decrypt"));
 
             if (asJson) io.Out.WriteLine(JsonSerializer.Serialize(r, new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
             else foreach (var (k, v) in r) io.Out.WriteLine($"{k,-36} {Convert.ToString(v, CultureInfo.InvariantCulture)}");
@@ -103,7 +110,7 @@ internal static unsafe class DeviceBenchCommand
             if (rest.Length == 0) return 0;
             if (rest[0] == ':' && int.TryParse(rest[1..], NumberStyles.None, CultureInfo.InvariantCulture, out var n)) return n;
         }
-        throw new ArgumentException($"--device must be cuda or cuda:N, not '{name}'");
+        throw new ArgumentException($"--device must be cuda, cuda:N or cpu-ilgpu, not '{name}'");
     }
 
     private static double Percent(long bytes, double seconds, double limit) => Math.Round(100 * bytes / seconds / 1e9 / limit, 1);
@@ -173,18 +180,12 @@ internal static unsafe class DeviceBenchCommand
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static double IlgpuLoad(string path, ReaderOptions keys, int ordinal, int repeat, DeviceLoadOptions options)
+    private static double IlgpuLoad(string path, ReaderOptions keys, int ordinal, int repeat, DeviceLoadOptions options, Dictionary<string, object> report, string name)
     {
         using var context = ILGPU.Context.Create(b => ILGPU.Runtime.Cuda.CudaContextExtensions.Cuda(b));
         var devices = ILGPU.Runtime.Cuda.CudaContextExtensions.GetCudaDevices(context);
         if (devices.Count <= ordinal) throw new NotSupportedException($"ILGPU finds no CUDA device {ordinal}");
         using var accelerator = devices[ordinal].CreateAccelerator(context);
-        return LoadTiming.Best(repeat, () =>
-        {
-            var sw = Stopwatch.StartNew();
-            using var r = CryptoTensorsReader.Open(path, keys);
-            using var m = Gpu.ILGPU.IlgpuLoader.Load(accelerator, r, options);
-            return sw.Elapsed.TotalSeconds;
-        });
+        return IlgpuCpuBench.TimedLoads(accelerator, path, keys, repeat, options, report, name);
     }
 }

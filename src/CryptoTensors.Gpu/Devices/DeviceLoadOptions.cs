@@ -35,6 +35,34 @@ public sealed record DeviceLoadOptions
 
     /// <summary>Progress (bytes and tensors), reported as slots are queued for copy.</summary>
     public IProgress<TensorProgress>? Progress { get; init; }
+
+    /// <summary>
+    /// Where encrypted tensors are decrypted (default <see cref="DecryptSite.Cpu"/>: the host decrypts into the ring, as
+    /// always). <see cref="DecryptSite.Gpu"/> moves only ciphertext through the ring and decrypts and authenticates every
+    /// chunk on the device; it is implemented by <c>IlgpuLoader</c> (CryptoTensors.Gpu.ILGPU) for AES-GCM files, and
+    /// refused (<see cref="NotSupportedException"/>) by the CUDA driver and TorchSharp loaders for now.
+    /// </summary>
+    public DecryptSite DecryptOn { get; init; } = DecryptSite.Cpu;
+
+    /// <summary>
+    /// Set by loaders that decrypt on the device themselves: the ring then carries the file's bytes as they are
+    /// (ciphertext), after every entry's nonce/tag fields were validated; plaintext never reaches host memory.
+    /// </summary>
+    internal bool CopyCiphertext { get; init; }
+}
+
+/// <summary>Where a device load decrypts (<see cref="DeviceLoadOptions.DecryptOn"/>).</summary>
+public enum DecryptSite
+{
+    /// <summary>On the host, into the page-locked staging ring (the default).</summary>
+    Cpu,
+    /// <summary>On the device: the ring carries ciphertext only; kernels authenticate and decrypt in device memory.</summary>
+    Gpu,
+    /// <summary>
+    /// The loader picks: <c>IlgpuLoader</c> decrypts on a CUDA accelerator for AES-GCM files and on the host otherwise
+    /// (a documented rule, not a measured probe); the other loaders decrypt on the host.
+    /// </summary>
+    Auto,
 }
 
 /// <summary>What a staged load used on the host.</summary>

@@ -37,6 +37,7 @@ public static unsafe class DeviceLoader
     public static DeviceModel Load(CryptoTensorsReader reader, CudaDevice device, DeviceLoadOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new DeviceLoadOptions();
+        RequireHostDecryption(options, "the CUDA driver loader");
         var tensors = LoadWorkPlan.Select(reader, options.Tensors);
         var layout = LoadWorkPlan.AlignedLayout(tensors, Alignment, out var size);
         var buffer = device.Allocate(size);
@@ -67,10 +68,14 @@ public static unsafe class DeviceLoader
         // Keeps the data keys and the file open for the whole load, even if the reader is disposed meanwhile.
         using var lease = reader.Lease();
         options ??= new DeviceLoadOptions();
+        if (!options.CopyCiphertext) RequireHostDecryption(options, $"the {engine.Name} copy engine");
         var chunkSize = reader.CryptoKeys?.ChunkSize;
         var workers = Math.Max(1, options.MaxDegreeOfParallelism);
 
-        var targets = LoadWorkPlan.Select(reader, options.Tensors).Select(t => LoadWorkPlan.Target(reader, t, destinationOf(t))).ToList();
+        var validated = LoadWorkPlan.Select(reader, options.Tensors).Select(t => LoadWorkPlan.Target(reader, t, destinationOf(t))).ToList();
+        // Ciphertext-only staging (the caller decrypts on the device): every entry is still validated first, then the
+        // tensors travel as the file's bytes, like plain ones, so nothing on the host decrypts or holds plaintext.
+        var targets = options.CopyCiphertext ? validated.Select(t => t with { Entry = null, DekOffset = -1 }).ToList() : validated;
 
         var ring = options.Ring;
         var ownsRing = ring is null;
@@ -95,7 +100,7 @@ public static unsafe class DeviceLoader
         FileMapping? mapping = null;
         try
         {
-            LoadWorkPlan.Validate(targets, chunkSize);
+            LoadWorkPlan.Validate(validated, chunkSize);
             mapping = FileMapping.OpenFor(reader, options.ReadPath);
             engine.Attach(ring);
             attached = true;
@@ -155,6 +160,13 @@ public static unsafe class DeviceLoader
             ring.EndLoad();
             if (ownsRing) ring.Dispose();
         }
+    }
+
+    /// <summary>Refuses <see cref="DecryptSite.Gpu"/> where <paramref name="loader"/> has no device decryption (Auto means the host there).</summary>
+    internal static void RequireHostDecryption(DeviceLoadOptions options, string loader)
+    {
+        if (options.DecryptOn == DecryptSite.Gpu)
+            throw new NotSupportedException($"DecryptOn = Gpu is not available for {loader}: device decryption runs through IlgpuLoader (CryptoTensors.Gpu.ILGPU); use DecryptOn = Cpu or Auto here");
     }
 
     /// <summary>One work item through one slot: its plaintext into the slot (decrypted from the mapping, or read and decrypted in place), then the copy queued.</summary>

@@ -248,7 +248,7 @@ public class CliTests
     {
         var r = Ctensors("bench", "--workload", "tiny", "--device", device);
         Assert.That(r.Code, Is.EqualTo(CliApp.UsageExitCode));
-        Assert.That(r.Err, Does.Contain($"--device must be cuda or cuda:N, not '{device}'"));
+        Assert.That(r.Err, Does.Contain($"--device must be cuda, cuda:N or cpu-ilgpu, not '{device}'"));
         Assert.That(r.Out, Is.Empty);
     }
 
