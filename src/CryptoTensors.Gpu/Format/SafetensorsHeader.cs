@@ -108,7 +108,14 @@ public sealed class SafetensorsHeader
         List<TensorInfo> tensors = [];
         Dictionary<string, TensorInfo> byName = null!;
         var plain = allowPlain && PlainHeaderParser.TryParse(header, out metadata, out tensors, out byName);
-        if (!plain) ParseGeneral(header, out metadata, out tensors, out byName);
+        if (!plain)
+        {
+            // The scanner declined, maybe late in a large header after building most of its tables: before the general
+            // parser builds them all again, a token scan that allocates nothing refuses a header that is not JSON at all
+            // (a flipped bit in a 30 MB header must not cost two full parses).
+            if (allowPlain) EnsureWellFormedJson(header);
+            ParseGeneral(header, out metadata, out tensors, out byName);
+        }
 
         if (!IsInOffsetOrder(tensors)) tensors.Sort(OffsetOrder.Instance);
         ulong previousEnd = 0;
@@ -133,6 +140,23 @@ public sealed class SafetensorsHeader
             throw Errors.Create(ErrorCode.IncompleteBuffer,
                 $"incomplete metadata, file not fully covered: tensors end at byte {result.DataStart + result.DataLength}, file has {len}");
         return result;
+    }
+
+    /// <summary>Refuses a header that is not well-formed JSON (the general parser's message and codes), allocating nothing.</summary>
+    private static void EnsureWellFormedJson(byte[] header)
+    {
+        var reader = new Utf8JsonReader(header, new JsonReaderOptions { MaxDepth = MaxJsonDepth, CommentHandling = JsonCommentHandling.Disallow });
+        try
+        {
+            while (reader.Read())
+            {
+            }
+        }
+        catch (JsonException e)
+        {
+            var code = reader.CurrentDepth >= MaxJsonDepth - 1 ? ErrorCode.NestingTooDeep : ErrorCode.InvalidJson;
+            throw Errors.Create(code, $"invalid JSON in header at byte {reader.BytesConsumed}: {e.Message}", inner: e);
+        }
     }
 
     /// <summary>The general parser: any JSON, every refusal with its error code.</summary>

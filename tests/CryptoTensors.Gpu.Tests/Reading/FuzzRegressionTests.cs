@@ -240,4 +240,36 @@ public class FuzzRegressionTests
         Assert.That(verdict, Is.True);
         Assert.That(confirming, Is.LessThan(headerBytes / 10), $"confirming the guess allocated {confirming:N0} bytes");
     }
+
+    // ---- fuzz finding 3 (--big-only --seed 9, case seed 1476288068754143052): one flipped bit, two full parses
+
+    [Test]
+    public void AControlCharacterLateInAManyTensorHeaderCostsOneScanNotTwoParses()
+    {
+        // A bit flip made a control character inside a string near the end of a 100,000-tensor header. The plain-subset
+        // scanner declined there, after building most of its tables; the general parser then built them all again before
+        // reaching the same byte: 8.5 x the header. Now a token scan that allocates nothing refuses the header first.
+        var names = Enumerable.Range(0, 30_000).Select(i => $"layer.{i:D6}.weight").ToList();
+        var sb = new StringBuilder("{");
+        ulong offset = 0;
+        foreach (var n in names)
+        {
+            sb.Append('"').Append(n).Append("\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[").Append(offset).Append(',').Append(offset + 1).Append("]},");
+            offset++;
+        }
+        sb.Length--;
+        sb.Append('}');
+        var header = Encoding.UTF8.GetBytes(sb.ToString());
+        var last = Encoding.UTF8.GetBytes("layer.029990.weight");
+        var at = header.AsSpan().IndexOf(last);
+        Assert.That(at, Is.GreaterThan(header.Length * 9 / 10));
+        Assert.That(SafetensorsHeader.ParseOwned((byte[])header.Clone(), null).Tensors, Has.Count.EqualTo(30_000), "the intact header parses");
+        header[at + 3] = 0x02;
+        MalformedFileException? ex = null;
+        var allocated = Allocated(() => ex = Assert.Throws<MalformedFileException>(() => SafetensorsHeader.ParseOwned(header, null)));
+        Assert.That(ex!.Code, Is.EqualTo(ErrorCode.InvalidJson));
+        Assert.That(ex.Message, Does.Contain("invalid JSON in header at byte"));
+        TestContext.Out.WriteLine($"header {header.Length:N0} bytes, refusal allocated {allocated:N0} ({(double)allocated / header.Length:F1} x)");
+        Assert.That(allocated, Is.LessThan(4L * header.Length), "one partial scan, not two full parses");
+    }
 }
