@@ -269,6 +269,12 @@ def cuda_probe():
         print(json.dumps(out))
         return
     out["loads"] = True
+    out["path"] = loaded_library("libcuda.so.1")
+    try:
+        ctypes.CDLL("libcuda.so")
+        out["unversioned_loads"] = True
+    except OSError:
+        out["unversioned_loads"] = False  # ILGPU asks for "cuda" (libcuda.so), not libcuda.so.1
     rc = lib.cuInit(0)
     if rc != 0:
         out["error"] = f"cuInit returned {rc}"
