@@ -3,7 +3,10 @@ namespace CryptoTensors.Gpu.Tests;
 /// <summary>Locations of the repository, its test vectors and oracle, and scratch space.</summary>
 internal static class TestPaths
 {
-    public static string RepoRoot { get; } = FindRoot();
+    public static string RepoRoot => FindRoot() ?? throw new InvalidOperationException("repository root not found above " + AppContext.BaseDirectory);
+
+    /// <summary>The repository root, or null where the tests run outside a checkout (scripts/gpu-kit's payload).</summary>
+    public static string? RepoRootOrNull => FindRoot();
 
     /// <summary>The vector folder: <c>CRYPTOTENSORS_VECTORS</c> when set, else the repository's <c>tests/vectors</c>.</summary>
     public static string VectorsDir
@@ -21,12 +24,14 @@ internal static class TestPaths
     /// <summary>The independent format oracle, <c>tests/oracle/ctoracle.py</c>.</summary>
     public static string Oracle => Path.Combine(RepoRoot, "tests", "oracle", "ctoracle.py");
 
-    private static string FindRoot()
+    private static readonly Lazy<string?> Root = new(() =>
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "CryptoTensors.Gpu.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("repository root not found above " + AppContext.BaseDirectory);
-    }
+        return dir?.FullName;
+    });
+
+    private static string? FindRoot() => Root.Value;
 }
 
 /// <summary>A temporary directory removed at dispose.</summary>

@@ -36,11 +36,12 @@ internal static class CudaTestDriver
             }
             // A driver without a usable device (a container without the GPU passed in): the fake runs the tests.
         }
+        // Outside a checkout (scripts/gpu-kit's payload on a GPU machine) there is no build/native: no fake stands in.
         var fake = new[]
         {
             System.IO.Path.Combine(AppContext.BaseDirectory, "libfakecuda.so"),
-            System.IO.Path.Combine(TestPaths.RepoRoot, "build", "native", "libfakecuda.so"),
-        }.FirstOrDefault(File.Exists);
+            TestPaths.RepoRootOrNull is { } root ? System.IO.Path.Combine(root, "build", "native", "libfakecuda.so") : "",
+        }.FirstOrDefault(f => f.Length > 0 && File.Exists(f));
         if (fake is null)
         {
             Kind = "none";
