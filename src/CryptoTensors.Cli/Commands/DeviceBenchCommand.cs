@@ -32,16 +32,11 @@ internal static unsafe class DeviceBenchCommand
         var log = asJson ? TextWriter.Null : io.Out;
         try
         {
-            var tensors = DemoWorkloads.Create(workload);
-            var bytes = tensors.Sum(t => t.ByteLength);
+            using var files = BenchFiles.For(workload);
+            var (tensors, bytes) = (files.Tensors, files.Bytes);
             log.WriteLine($"workload {workload}: {tensors.Count} tensors, {bytes:N0} bytes; {device}; {Environment.ProcessorCount} cores");
-            using var master = MasterKey.Generate(kid: "bench-enc");
-            using var signer = SigningKey.Generate("bench-sign");
-            string plain = Path.Combine(dir, "plain.safetensors"), v2 = Path.Combine(dir, "v2.cryptotensors");
-            CryptoTensorsWriter.Write(plain, tensors, new WriterOptions());
-            BenchCommand.EncryptCopy(plain, v2, new WriterOptions { MasterKey = master, SigningKey = signer });
-            var keys = new ReaderOptions { MasterKey = master, VerificationKey = signer.Public, Keys = new KeyRegistry() };
-            var noKeys = new ReaderOptions { Keys = new KeyRegistry() };
+            files.Write(dir);
+            var (plain, v2, keys, noKeys) = (files.Plain, files.V2, files.Keys, files.NoKeys);
 
             var (limit, registerMs) = PinnedCopyLimit(device, log);
             var options = new DeviceLoadOptions();
