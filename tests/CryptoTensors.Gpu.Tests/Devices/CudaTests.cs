@@ -176,7 +176,7 @@ public class CudaTests
         // The call succeeds and gives a real duration (the driver's argument order is (float* ms, start, end)): a
         // correctness check of the binding, not a speed assertion.
         var measured = end.ElapsedMillisecondsSince(start);
-        Assert.That(float.IsFinite(measured) && measured >= 0f, Is.True, $"cuEventElapsedTime gave {measured}");
+        Assert.That(float.IsFinite(measured) && measured >= 0f, Is.True, $"the event timing call gave {measured} ms");
     }
 
     [TestCase(2, 2)]

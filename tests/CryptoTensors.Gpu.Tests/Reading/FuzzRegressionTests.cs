@@ -37,12 +37,11 @@ public class FuzzRegressionTests
         const string rego = "package model\nimport rego.v1\ndefault allow := false\nallow if {\n  xs := split(input.s, \"\")\n  ys := concat(input.s, xs)\n  count(ys) > 0\n}";
         var input = Json("{\"s\":\"" + new string('a', 100_000) + "\"}");
         var policy = PolicyEngine.Compile(rego);
-        var sw = Stopwatch.StartNew();
         PolicyDeniedException? ex = null;
         var allocated = Allocated(() => ex = Assert.Throws<PolicyDeniedException>(() => policy.Evaluate(input)));
         Assert.That(ex!.Code, Is.EqualTo(ErrorCode.PolicyEvaluationFailed));
         Assert.That(ex.Message, Does.Contain("step"));
-        Assert.That(sw.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)));
+        // Refused before the result is built: what it allocated is the evidence (no wall-clock assertion).
         Assert.That(allocated, Is.LessThan(64L << 20), $"allocated {allocated:N0} bytes");
         // Within the bound the same built-ins still work.
         Assert.That(PolicyEngine.Compile(rego).Evaluate(Json("{\"s\":\"abc\"}")), Is.EqualTo(PolicyDecision.Allow));
