@@ -104,39 +104,12 @@ public class GpuKitTests
     /// <summary>Runs the script with the outer build's MSBuild variables removed and no node reuse (nothing outlives the test).</summary>
     private static (int Code, string Output) Run(string program, string directory, string[] args)
     {
-        var start = new ProcessStartInfo(program)
-        {
-            WorkingDirectory = directory,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in args) start.ArgumentList.Add(arg);
-        foreach (var name in start.Environment.Keys.Where(k => k.StartsWith("MSBUILD", StringComparison.OrdinalIgnoreCase)).ToList())
-            start.Environment.Remove(name);
-        start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
-        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        start.Environment["DOTNET_NOLOGO"] = "1";
+        var start = ChildProcess.Start(program, directory, args);
         // A faster compression level than the default -9e: the size checked here is then an upper bound.
         start.Environment["GPU_KIT_XZ_LEVEL"] = "-6";
         start.Environment.Remove("CRYPTOTENSORS_CUDA_DRIVER");
         if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && Path.GetDirectoryName(host) is { } hostDir)
             start.Environment["PATH"] = hostDir + ":" + start.Environment["PATH"];
-
-        var output = new StringBuilder();
-        using var process = new Process { StartInfo = start };
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        if (!process.WaitForExit(Limit))
-        {
-            process.Kill(entireProcessTree: true);
-            process.WaitForExit();
-            Assert.Fail($"{program} {string.Join(' ', args)} did not finish within {Limit.TotalMinutes} minutes:\n{output}");
-        }
-        process.WaitForExit();
-        lock (output) return (process.ExitCode, output.ToString());
+        return ChildProcess.Run(start, Limit);
     }
 }

@@ -352,40 +352,13 @@ public class PackageTests
     /// </summary>
     private (int Code, string Output) Run(string program, string directory, string[] args, params (string Name, string Value)[] environment)
     {
-        var start = new ProcessStartInfo(program)
-        {
-            WorkingDirectory = directory,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in args) start.ArgumentList.Add(arg);
-        foreach (var name in start.Environment.Keys.Where(k => k.StartsWith("MSBUILD", StringComparison.OrdinalIgnoreCase)).ToList())
-            start.Environment.Remove(name);
-        start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
-        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        start.Environment["DOTNET_NOLOGO"] = "1";
+        var start = ChildProcess.Start(program, directory, args);
         start.Environment["DOTNET_SKIP_FIRST_TIME_EXPERIENCE"] = "1";
         start.Environment["DOTNET_CLI_UI_LANGUAGE"] = "en";
         start.Environment["DOTNET_ROOT"] = Path.GetDirectoryName(_dotnet);
         start.Environment.Remove("CRYPTOTENSORS_AEAD_BACKEND");
         foreach (var (name, value) in environment) start.Environment[name] = value;
-
-        var output = new StringBuilder();
-        using var process = new Process { StartInfo = start };
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        if (!process.WaitForExit(CommandTimeout))
-        {
-            process.Kill(entireProcessTree: true);
-            process.WaitForExit();
-            Assert.Fail($"{program} {string.Join(' ', args)} did not finish within {CommandTimeout.TotalMinutes} minutes:\n{output}");
-        }
-        process.WaitForExit(); // drains the redirected streams
-        lock (output) return (process.ExitCode, output.ToString());
+        return ChildProcess.Run(start, CommandTimeout);
     }
 
     /// <summary>The dotnet executable that runs these tests (its root also holds the SDK that built them).</summary>
